@@ -1,0 +1,1 @@
+"""The contract: resource names, annotation keys, wire codecs and typed errors."""

@@ -1,0 +1,1 @@
+"""Read-only readers for HAMi's encodings, so a cluster moving from HAMi keeps its state."""

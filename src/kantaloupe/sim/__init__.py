@@ -1,0 +1,1 @@
+"""The simulator: replays scenarios and production traces through the scheduling core."""
