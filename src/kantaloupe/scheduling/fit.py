@@ -9,7 +9,7 @@ an exception.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,17 +18,23 @@ from kantaloupe.api.ids import NodeName
 from kantaloupe.scheduling import scoring
 from kantaloupe.scheduling.ledger import Arrays, BoolArray, IntArray, Ledger
 from kantaloupe.scheduling.model import DeviceSlice, Placement
-from kantaloupe.scheduling.policy import GpuPolicy, NodePolicy, Weights
+from kantaloupe.scheduling.policy import GpuPolicy, NodePolicy, Weights, Workload
 from kantaloupe.scheduling.reasons import NodeReason, Reason, describe_devices, summarize
 from kantaloupe.scheduling.requests import Constraints, ContainerRequest, PodRequest
 
 
 @dataclass(frozen=True, slots=True)
 class Defaults:
-    """Cluster-wide policies; a pod's annotations override them."""
+    """Cluster-wide policies; a pod's annotations override them.
+
+    HAMi's default is node binpack with GPU spread; ours packs GPUs fragmentation-aware, which
+    places more pods before a whole-card request is stranded (see bench/openb_packing.py).
+    """
 
     node_policy: NodePolicy = NodePolicy.BINPACK
-    gpu_policy: GpuPolicy = GpuPolicy.SPREAD
+    gpu_policy: GpuPolicy = GpuPolicy.FRAGMENTATION
+    workload: Workload | None = None
+    """Task mix for ``fragmentation-gradient`` (``None``: ``policy.DEFAULT_WORKLOAD``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,39 +58,39 @@ def decide(
 ) -> Decision:
     """Choose a node and GPUs for ``request`` among ``candidates`` (default: every node)."""
     a = ledger.arrays()
-    failed: dict[NodeName, str] = {}
+    failed = _Failures()
     if candidates is None:
-        names = [n for n in a.row_names if n is not None]
+        names: list[NodeName] = [n for n in a.row_names if n is not None]
     else:
-        names = [NodeName(n) for n in candidates]
-    rows_list: list[int] = []
-    kept: list[NodeName] = []
-    for name in names:
-        row = a.rows.get(name)
-        if row is None:
-            failed[name] = NodeReason.NOT_REGISTERED.value
-        else:
-            rows_list.append(row)
-            kept.append(name)
+        names = list(candidates)  # type: ignore[arg-type]
+    found = list(map(a.rows.get, names))
+    if None in found:
+        kept = [n for n, r in zip(names, found, strict=True) if r is not None]
+        for n, r in zip(names, found, strict=True):
+            if r is None:
+                failed.fixed[NodeName(n)] = NodeReason.NOT_REGISTERED.value
+        found = [r for r in found if r is not None]
+    else:
+        kept = names
     considered = len(names)
-    if not rows_list:
+    if not found:
         return Decision(None, failed, considered)
-    rows = np.asarray(rows_list, dtype=np.int64)
+    rows = np.fromiter(found, dtype=np.int64, count=len(found))  # type: ignore[arg-type]
+    failed.kept = kept
     node_policy = request.node_policy or defaults.node_policy
     gpu_policy = request.gpu_policy or defaults.gpu_policy
 
     ok = a.node_ok[rows].copy()
-    node_text: dict[int, str] = {}
-    _mark(node_text, ~ok, NodeReason.NOT_SCHEDULABLE.value)
+    failed.masks.append((~ok, NodeReason.NOT_SCHEDULABLE.value))
     if request.cpu_milli:
         short = (a.cpu_total[rows] > 0) & (a.cpu_total[rows] - a.cpu_used[rows] < request.cpu_milli)
-        _mark(node_text, short & ok, NodeReason.CPU.value)
+        failed.masks.append((short & ok, NodeReason.CPU.value))
         ok &= ~short
     if request.memory_mib:
         short = (a.nmem_total[rows] > 0) & (
             a.nmem_total[rows] - a.nmem_used[rows] < request.memory_mib
         )
-        _mark(node_text, short & ok, NodeReason.MEMORY.value)
+        failed.masks.append((short & ok, NodeReason.MEMORY.value))
         ok &= ~short
 
     first_fits: BoolArray | None = None
@@ -94,24 +100,25 @@ def decide(
         if first_fits is None:
             first_fits = fits
         enough = _enough(a, rows, fits, container.count, request.constraints.numa_bind)
-        lacking = ok & ~enough
-        for lack in np.flatnonzero(lacking).tolist():
-            node_text[lack] = _device_text(reason[lack], container, request.constraints)
+        failed.devices.append((ok & ~enough, reason, container, request.constraints))
         ok &= enough
     assert first_fits is not None
 
     chosen: Placement | None = None
     feasible = np.flatnonzero(ok)
     if feasible.size:
-        order = scoring.rank_nodes(a, rows, feasible, first_fits, request, node_policy, gpu_policy)
+        order = scoring.rank_nodes(
+            a, rows, feasible, first_fits, request, node_policy, gpu_policy, defaults.workload
+        )
         for index in order.tolist():
-            outcome = fit_on_node(ledger, a, kept[index], request, gpu_policy)
+            prefer = scoring.device_preference(
+                a, int(rows[index]), request, node_policy, defaults.workload
+            )
+            outcome = fit_on_node(ledger, a, kept[index], request, gpu_policy, prefer)
             if isinstance(outcome, Placement):
                 chosen = outcome
                 break
-            node_text[index] = outcome.value
-    for index, text in node_text.items():
-        failed[kept[index]] = text
+            failed.late[index] = outcome.value
     return Decision(chosen, failed, considered)
 
 
@@ -131,9 +138,46 @@ def place(
     return decision
 
 
-def _mark(texts: dict[int, str], mask: BoolArray, text: str) -> None:
-    for index in np.flatnonzero(mask).tolist():
-        texts.setdefault(index, text)
+class _Failures(Mapping[NodeName, str]):
+    """Per-node reasons, worded only when someone reads them (a successful filter never does)."""
+
+    __slots__ = ("_done", "devices", "fixed", "kept", "late", "masks")
+
+    def __init__(self) -> None:
+        self.fixed: dict[NodeName, str] = {}
+        self.kept: Sequence[str] = ()
+        self.masks: list[tuple[BoolArray, str]] = []
+        self.devices: list[tuple[BoolArray, IntArray, ContainerRequest, Constraints]] = []
+        self.late: dict[int, str] = {}
+        self._done: dict[NodeName, str] | None = None
+
+    def _texts(self) -> dict[NodeName, str]:
+        if self._done is None:
+            by_index: dict[int, str] = {}
+            for mask, text in self.masks:
+                for index in np.flatnonzero(mask).tolist():
+                    by_index.setdefault(index, text)
+            for lacking, reason, container, constraints in self.devices:
+                for index in np.flatnonzero(lacking).tolist():
+                    by_index[index] = _device_text(reason[index], container, constraints)
+            by_index.update(self.late)
+            done = dict(self.fixed)
+            for index, text in by_index.items():
+                done[NodeName(self.kept[index])] = text
+            self._done = done
+        return self._done
+
+    def __getitem__(self, key: NodeName) -> str:
+        return self._texts()[key]
+
+    def __iter__(self) -> Iterator[NodeName]:
+        return iter(self._texts())
+
+    def __len__(self) -> int:
+        return len(self._texts())
+
+    def __repr__(self) -> str:
+        return repr(self._texts())
 
 
 def _distinct(containers: Sequence[ContainerRequest]) -> list[ContainerRequest]:
@@ -227,7 +271,12 @@ def _device_text(reason: IntArray, c: ContainerRequest, constraints: Constraints
 
 
 def fit_on_node(
-    ledger: Ledger, a: Arrays, name: NodeName, request: PodRequest, gpu_policy: GpuPolicy
+    ledger: Ledger,
+    a: Arrays,
+    name: NodeName,
+    request: PodRequest,
+    gpu_policy: GpuPolicy,
+    prefer: Sequence[float] | None = None,
 ) -> Placement | NodeReason:
     """Fit every container of ``request`` on one node, init containers each on their own."""
     node = ledger.node(name)
@@ -248,7 +297,15 @@ def fit_on_node(
             continue
         usage = base.copy() if c.init else shared
         cols = _pick(
-            node.devices, row, a, usage, c, request.constraints, gpu_policy, request.weights
+            node.devices,
+            row,
+            a,
+            usage,
+            c,
+            request.constraints,
+            gpu_policy,
+            request.weights,
+            prefer,
         )
         if cols is None:
             return NodeReason.CONTAINERS
@@ -291,6 +348,7 @@ def _pick(
     constraints: Constraints,
     policy: GpuPolicy,
     weights: Weights,
+    prefer: Sequence[float] | None = None,
 ) -> list[int] | None:
     from kantaloupe.scheduling.model import Device  # local: keeps the signature light
 
@@ -323,6 +381,8 @@ def _pick(
             c.cores,
             d.cores,
         )
+        if prefer is not None:
+            key = (prefer[col], *key)
         fitting.append((key, d.numa, col))
     if len(fitting) < c.count:
         return None

@@ -14,6 +14,11 @@ class NodePolicy(enum.StrEnum):
 
     BINPACK = "binpack"
     SPREAD = "spread"
+    BEST_FIT = "best-fit"
+    """The node left with the least free CPU and GPU share (equal weights), as in Weng et al."""
+    FRAGMENTATION_GRADIENT = "fragmentation-gradient"
+    """Node and GPU that least increase the node's expected fragmentation (FGD, Weng et al.,
+    ATC '23) w.r.t. a workload distribution; ties go to best fit. Chooses the GPU jointly."""
 
 
 class GpuPolicy(enum.StrEnum):
@@ -24,6 +29,67 @@ class GpuPolicy(enum.StrEnum):
     TOPOLOGY_AWARE = "topology-aware"
     FRAGMENTATION = "fragmentation"
     """Keep whole cards and large holes free: best fit on partly used cards first."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskShape:
+    """One kind of task in a workload distribution, for fragmentation-aware policies."""
+
+    weight: float
+    """Relative frequency (any positive scale; normalised over the GPU shapes)."""
+    count: int
+    """GPUs per task; 0 for CPU-only tasks (they never change which node is best)."""
+    share_milli: int
+    """Share of each GPU, 1-1000 (1000 = a whole card)."""
+    cpu_milli: int = 0
+    types: tuple[str, ...] = ()
+    """Acceptable GPU models (exact, case-insensitive); empty = any."""
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """The task mix a fragmentation-aware policy expects to arrive next.
+
+    The benchmark learns it from the trace it replays (``Workload.from_counts``); the live
+    scheduler uses ``DEFAULT_WORKLOAD`` unless settings give another one.
+    """
+
+    shapes: tuple[TaskShape, ...]
+
+    @classmethod
+    def from_counts(cls, counts: dict[tuple[int, int, int, tuple[str, ...]], int]) -> Workload:
+        """From ``{(count, share_milli, cpu_milli, types): tasks}``, most frequent first."""
+        ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        return cls(
+            tuple(
+                TaskShape(float(n), count, share, cpu, types)
+                for (count, share, cpu, types), n in ordered
+                if n > 0
+            )
+        )
+
+
+DEFAULT_WORKLOAD = Workload(
+    (
+        # The GPU-share mix of Alibaba's openb trace (2023), rounded; CPU left out because it
+        # varies by site. A whole card is the most common ask, then 0.81 and ~0.5 cards.
+        TaskShape(48.0, 1, 1000),
+        TaskShape(15.0, 1, 810),
+        TaskShape(13.0, 1, 470),
+        TaskShape(5.0, 1, 320),
+        TaskShape(4.0, 1, 650),
+        TaskShape(2.0, 1, 230),
+        TaskShape(2.0, 1, 460),
+        TaskShape(1.0, 1, 590),
+        TaskShape(1.0, 1, 160),
+        TaskShape(1.0, 1, 550),
+        TaskShape(1.0, 1, 220),
+        TaskShape(0.6, 8, 1000),
+        TaskShape(0.3, 2, 1000),
+        TaskShape(0.3, 4, 1000),
+    )
+)
+"""Used when no workload is configured: the openb mix, a typical sharing cluster's."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,16 +7,29 @@ GPU score (HAMi's): ``w_slot·(tenants+1)/split + w_core·(used+req)/total + w_m
 ``binpack`` prefers the highest, ``spread`` the lowest. Ties go to the GPU that leaves the smallest
 hole (best fit), which keeps larger holes free for larger requests. ``fragmentation`` goes further:
 cards already shared first, then best fit, so whole cards stay whole as long as possible.
+
+Node policies that look at more than one GPU (Weng et al., "Beware of Fragmentation", ATC '23):
+
+- ``best-fit``: the node left with the least free CPU and GPU share, each normalised by the
+  largest node and weighted equally.
+- ``fragmentation-gradient`` (FGD): a node's *fragmentation* w.r.t. a task shape is the GPU share
+  that shape could not use there (all of it when the node cannot host the shape at all, else the
+  cards with less free share than the shape asks); its expected fragmentation weighs the shapes of
+  a ``Workload``. The pod goes to the node *and GPU* whose expected fragmentation grows least;
+  ties go to best fit. Scores are exact (no integer rounding), computed for every candidate GPU
+  at once: per node, per share level, with prefix sums over the workload's CPU and share levels.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from kantaloupe.scheduling.ledger import Arrays, BoolArray, IntArray
-from kantaloupe.scheduling.policy import GpuPolicy, NodePolicy, Weights
-from kantaloupe.scheduling.requests import PodRequest
+from kantaloupe.scheduling.policy import DEFAULT_WORKLOAD, GpuPolicy, NodePolicy, Weights, Workload
+from kantaloupe.scheduling.requests import ContainerRequest, PodRequest
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -69,12 +82,26 @@ def rank_nodes(
     request: PodRequest,
     node_policy: NodePolicy,
     gpu_policy: GpuPolicy,
+    workload: Workload | None = None,
 ) -> IntArray:
     """Indexes into ``rows`` of the feasible nodes, best first."""
     r = rows[feasible]
-    primary = node_scores(a, r)
-    if node_policy is NodePolicy.BINPACK:
-        primary = -primary
+    if node_policy is NodePolicy.BEST_FIT:
+        primary = best_fit_scores(a, r, request.cpu_milli)
+    elif node_policy is NodePolicy.FRAGMENTATION_GRADIENT:
+        c = request.gpu_containers[0]
+        deltas = fragmentation_deltas(
+            a, r, c, first_fits[feasible], request.cpu_milli, workload or DEFAULT_WORKLOAD
+        )
+        primary = deltas.min(axis=1)
+        tie = best_fit_scores(a, r, request.cpu_milli)
+        order = np.lexsort((feasible, tie, primary))
+        joint: IntArray = feasible[order]
+        return joint
+    else:
+        primary = node_scores(a, r)
+        if node_policy is NodePolicy.BINPACK:
+            primary = -primary
     secondary = _best_device_keys(a, r, first_fits[feasible], request, gpu_policy)
     order = np.lexsort((feasible, secondary, primary))
     ranked: IntArray = feasible[order]
@@ -105,3 +132,255 @@ def _best_device_keys(
         key = -score
     best: FloatArray = np.where(fits, key, np.inf).min(axis=1)
     return best
+
+
+def device_preference(
+    a: Arrays,
+    row: int,
+    request: PodRequest,
+    node_policy: NodePolicy,
+    workload: Workload | None = None,
+) -> list[float] | None:
+    """Per GPU of one node, a sort key that goes before the GPU policy's (``None``: no opinion).
+
+    Joint policies choose the GPU together with the node; ``fit`` honours this order on the node
+    it tries, so the pod lands on the GPU the node was ranked by.
+    """
+    if node_policy is not NodePolicy.FRAGMENTATION_GRADIENT:
+        return None
+    c = request.gpu_containers[0]
+    r = np.asarray([row], dtype=np.int64)
+    mem_free = a.mem_total[r] - a.mem_used[r]
+    core_free = a.core_total[r] - a.core_used[r]
+    need = a.mem_total[r] * c.memory_percent // 100 if not c.memory_mib else c.memory_mib
+    fits = (
+        a.valid[r]
+        & a.healthy[r]
+        & ~a.cordon[r]
+        & (a.tenants[r] < a.split[r])
+        & (mem_free >= need)
+        & (core_free >= c.cores)
+    )
+    if c.cores == 100:
+        fits &= ~((a.core_total[r] == 100) & (a.tenants[r] > 0))
+    deltas = fragmentation_deltas(a, r, c, fits, request.cpu_milli, workload or DEFAULT_WORKLOAD)
+    return [float(x) for x in deltas[0]]
+
+
+def best_fit_scores(a: Arrays, r: IntArray, cpu_milli: int) -> FloatArray:
+    """Free CPU and free GPU share after placement, each over the largest node's, weighted 1:1.
+
+    Smaller is better. Untracked CPU (capacity 0) counts as nothing free.
+    """
+    share = _free_share(a, r)
+    cards = share.sum(axis=1) / 1000.0
+    gpu_max = max(int(a.valid.sum(axis=1).max(initial=0)), 1)
+    cpu_total = a.cpu_total[r]
+    cpu_max = max(int(a.cpu_total.max(initial=0)), 1)
+    cpu_left = np.where(cpu_total > 0, cpu_total - a.cpu_used[r] - cpu_milli, 0)
+    score: FloatArray = 0.5 * cpu_left / cpu_max + 0.5 * cards / gpu_max
+    return score
+
+
+def _free_share(a: Arrays, r: IntArray) -> IntArray:
+    """Free share of each GPU in milli-cards (0-1000): the scarcer of memory and cores."""
+    mem_total = a.mem_total[r]
+    core_total = a.core_total[r]
+    mem_free = (mem_total - a.mem_used[r]) * 1000 // np.maximum(mem_total, 1)
+    core_free = (core_total - a.core_used[r]) * 1000 // np.maximum(core_total, 1)
+    usable = a.valid[r] & a.healthy[r] & ~a.cordon[r] & (a.tenants[r] < a.split[r])
+    free: IntArray = np.where(usable, np.clip(np.minimum(mem_free, core_free), 0, 1000), 0)
+    return free
+
+
+# -- fragmentation gradient ---------------------------------------------------------------------
+
+_UNTRACKED_CPU = 1 << 60
+
+
+@dataclass(frozen=True, slots=True)
+class _Tables:
+    """A workload's shapes, arranged for vector lookups on one ledger's GPU models."""
+
+    levels: IntArray
+    """Sorted distinct shares of the single-GPU shapes."""
+    cpu_levels: IntArray
+    """Sorted distinct CPU asks of the single-GPU shapes."""
+    single: FloatArray
+    """(model, cpu index, level): probability of single-GPU shapes of that share whose CPU ask
+    is within the first ``cpu index`` CPU levels and that accept the model."""
+    multi_p: FloatArray
+    multi_cpu: IntArray
+    multi_count: IntArray
+    multi_share: IntArray
+    multi_allowed: BoolArray
+    """(model, multi shape)."""
+
+
+_TABLE_CACHE: dict[tuple[int, int], tuple[Workload, list[str], _Tables]] = {}
+
+
+def _tables(workload: Workload, models: list[str]) -> _Tables:
+    # Keyed by identity (hashing a workload of many shapes on every decision costs more than
+    # the lookup saves); the entry keeps both objects alive, and the ledger's model list only
+    # grows, so its length tells a stale entry.
+    key = (id(workload), id(models))
+    entry = _TABLE_CACHE.get(key)
+    if entry is not None and entry[0] is workload and len(entry[1]) == entry[2].single.shape[0]:
+        return entry[2]
+    gpu = [s for s in workload.shapes if s.count > 0 and s.weight > 0]
+    total = sum(s.weight for s in gpu) or 1.0
+    lowered = [m.lower() for m in models] or [""]
+
+    def allowed(types: tuple[str, ...]) -> BoolArray:
+        wanted = {t.lower() for t in types}
+        mask: BoolArray = np.asarray([not wanted or m in wanted for m in lowered], dtype=bool)
+        return mask
+
+    single = [s for s in gpu if s.count == 1]
+    multi = [s for s in gpu if s.count > 1]
+    levels = np.asarray(sorted({min(max(s.share_milli, 1), 1000) for s in single}), dtype=np.int64)
+    cpu_levels = np.asarray(sorted({s.cpu_milli for s in single}), dtype=np.int64)
+    table = np.zeros((len(lowered), len(cpu_levels) + 1, len(levels)), dtype=np.float64)
+    for s in single:
+        u = int(np.searchsorted(levels, min(max(s.share_milli, 1), 1000)))
+        j = int(np.searchsorted(cpu_levels, s.cpu_milli)) + 1
+        table[allowed(s.types), j, u] += s.weight / total
+    table = np.cumsum(table, axis=1)
+    multi_allowed = np.stack([allowed(s.types) for s in multi], axis=1) if multi else None
+    result = _Tables(
+        levels=levels,
+        cpu_levels=cpu_levels,
+        single=table,
+        multi_p=np.asarray([s.weight / total for s in multi], dtype=np.float64),
+        multi_cpu=np.asarray([s.cpu_milli for s in multi], dtype=np.int64),
+        multi_count=np.asarray([s.count for s in multi], dtype=np.int64),
+        multi_share=np.asarray([min(max(s.share_milli, 1), 1000) for s in multi], dtype=np.int64),
+        multi_allowed=(
+            multi_allowed if multi_allowed is not None else np.zeros((len(lowered), 0), dtype=bool)
+        ),
+    )
+    if len(_TABLE_CACHE) > 16:
+        _TABLE_CACHE.clear()
+    _TABLE_CACHE[key] = (workload, models, result)
+    return result
+
+
+def fragmentation_deltas(
+    a: Arrays,
+    r: IntArray,
+    c: ContainerRequest,
+    fits: BoolArray,
+    cpu_milli: int,
+    workload: Workload,
+) -> FloatArray:
+    """Growth of each node's expected fragmentation (milli-cards) if ``c`` takes each GPU.
+
+    Shape ``(len(r), width)``; ``inf`` where the GPU does not fit. For a multi-GPU container the
+    growth is that of taking ``c.count`` GPUs of the smallest fitting free share (exact for whole
+    cards), given to every fitting GPU of the node. Cards equal in free share are scored once.
+    """
+    t = _tables(workload, a.models)
+    k = c.count
+    f = _free_share(a, r)
+    n_rows, width = f.shape
+    mem_total = a.mem_total[r]
+    mem_free = mem_total - a.mem_used[r]
+    core_total = a.core_total[r]
+    core_free = core_total - a.core_used[r]
+    need = mem_total * c.memory_percent // 100 if not c.memory_mib else c.memory_mib
+    after = np.minimum(
+        (mem_free - need) * 1000 // np.maximum(mem_total, 1),
+        (core_free - c.cores) * 1000 // np.maximum(core_total, 1),
+    )
+    f1_all = np.where(a.tenants[r] + 1 >= a.split[r], 0, np.clip(after, 0, 1000))
+
+    # The node as it is.
+    total = f.sum(axis=1)
+    m1 = f.max(axis=1, initial=0)
+    c1 = (f == m1[:, None]).sum(axis=1)
+    m2 = np.where(f < m1[:, None], f, 0).max(axis=1, initial=0)
+    cpu_total = a.cpu_total[r]
+    cpu = np.where(cpu_total > 0, cpu_total - a.cpu_used[r], _UNTRACKED_CPU)
+    model = a.type_id[r, 0]
+    levels = t.levels
+    n_levels = len(levels)
+    idx = np.searchsorted(levels, f, side="right")
+    hist = np.bincount(
+        (np.arange(n_rows)[:, None] * (n_levels + 1) + idx).ravel(),
+        weights=f.ravel().astype(np.float64),
+        minlength=n_rows * (n_levels + 1),
+    ).reshape(n_rows, n_levels + 1)
+    stranded = np.cumsum(hist, axis=1)[:, :n_levels]  # share on cards too small for each level
+    w_single = t.single[model, np.searchsorted(t.cpu_levels, cpu, side="right")] * (
+        levels[None, :] <= m1[:, None]
+    )
+    frag = (w_single * stranded).sum(axis=1) + total * (1.0 - w_single.sum(axis=1))
+    ms = t.multi_share
+    if ms.size:
+        f3 = f[:, :, None]
+        count_m = (f3 >= ms).sum(axis=1)
+        stranded_m = (f3 * (f3 < ms)).sum(axis=1)
+        w_multi = t.multi_p * (
+            (count_m >= t.multi_count) & (cpu[:, None] >= t.multi_cpu) & t.multi_allowed[model]
+        )
+        frag += (w_multi * stranded_m).sum(axis=1) - total * w_multi.sum(axis=1)
+
+    # Candidates: every fitting partly used card, one fitting whole card per node (whole cards
+    # of a node score alike); for multi-GPU containers the smallest fitting card per node.
+    if k == 1:
+        whole = fits & (f == 1000)
+        first_whole = whole & (np.cumsum(whole, axis=1) == 1)
+        cand = (fits & (f < 1000)) | first_whole
+        flat = np.flatnonzero(cand.ravel())
+    else:
+        rows_fit = np.flatnonzero(fits.any(axis=1))
+        cols = np.where(fits, f, 1 << 20)[rows_fit].argmin(axis=1)
+        flat = rows_fit * width + cols
+    n = flat // width
+    f0 = f.ravel()[flat]
+    f1 = f1_all.ravel()[flat]
+    total_after = total[n] - k * (f0 - f1)
+    top = np.where((f0 < m1[n]) | (c1[n] > k), m1[n], m2[n])
+    max_after = np.maximum(f1, top)
+    cpu_after = cpu[n] - cpu_milli
+    model_n = model[n]
+    u = np.arange(n_levels)
+    idx0 = np.searchsorted(levels, f0, side="right")
+    idx1 = np.searchsorted(levels, f1, side="right")
+    stranded_after = (
+        stranded[n]
+        - k * f0[:, None] * (u[None, :] >= idx0[:, None])
+        + k * f1[:, None] * (u[None, :] >= idx1[:, None])
+    )
+    w_after = t.single[model_n, np.searchsorted(t.cpu_levels, cpu_after, side="right")] * (
+        levels[None, :] <= max_after[:, None]
+    )
+    frag_after = (w_after * stranded_after).sum(axis=1) + total_after * (1.0 - w_after.sum(axis=1))
+    if ms.size:
+        g0 = f0[:, None]
+        g1 = f1[:, None]
+        count_after = count_m[n] - k * ((g0 >= ms).astype(np.int64) - (g1 >= ms))
+        stranded_m_after = stranded_m[n] - k * (g0 * (g0 < ms) - g1 * (g1 < ms))
+        w_multi_after = t.multi_p * (
+            (count_after >= t.multi_count)
+            & (cpu_after[:, None] >= t.multi_cpu)
+            & t.multi_allowed[model_n]
+        )
+        frag_after += (w_multi_after * stranded_m_after).sum(axis=1) - total_after * (
+            w_multi_after.sum(axis=1)
+        )
+    delta = frag_after - frag[n]
+
+    out = np.full(n_rows * width, np.inf)
+    out[flat] = delta
+    by_row = np.full(n_rows, np.inf)
+    if k == 1:
+        is_whole = f0 == 1000
+        by_row[n[is_whole]] = delta[is_whole]
+        deltas = np.where(whole & ~first_whole, by_row[:, None], out.reshape(n_rows, width))
+    else:
+        by_row[n] = delta
+        deltas = np.where(fits, by_row[:, None], np.inf)
+    result: FloatArray = deltas
+    return result

@@ -58,7 +58,7 @@ KV_PRECISIONS = (Precision.FP32, Precision.FP16, Precision.BF16, Precision.FP8)
 
 
 def parse_precision(text: str) -> Precision | None:
-    """The precision a user or ``config.json`` names, accepting common spellings; None if unknown."""
+    """The precision ``text`` names, accepting common spellings; None if unknown."""
     key = text.strip().lower().replace("_", "-")
     return _SPELLINGS.get(key)
 

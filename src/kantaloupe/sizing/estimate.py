@@ -77,7 +77,10 @@ class Workload:
 def _check_range(where: str, value: int, low: int, high: int) -> None:
     if isinstance(value, bool) or not low <= value <= high:
         raise InvalidRequestError(
-            where, value, f"must be a whole number from {low} to {high}", f"set {where} in that range"
+            where,
+            value,
+            f"must be a whole number from {low} to {high}",
+            f"set {where} in that range",
         )
 
 
@@ -165,7 +168,9 @@ def estimate(arch: Architecture, workload: Workload) -> Estimate:
     """The memory ``arch`` needs per GPU to serve ``workload``."""
     precision = workload.precision or arch.dtype
     kv_precision = workload.kv_precision or (
-        precision if precision in KV_PRECISIONS and precision is not Precision.FP8 else Precision.BF16
+        precision
+        if precision in KV_PRECISIONS and precision is not Precision.FP8
+        else Precision.BF16
     )
     tp = workload.tensor_parallel
     per_token = kv_bytes_per_token(arch, kv_precision, tp)

@@ -67,7 +67,7 @@ def gpu_from_text(text: str, *, where: str = "--gpu") -> GpuModel:
             where,
             text,
             "is not a catalogued GPU model (or names several)",
-            f"{hint}give NAME=MiB for other cards, e.g. \"{name.strip() or 'GPU'}=24576\"",
+            f'{hint}give NAME=MiB for other cards, e.g. "{name.strip() or "GPU"}=24576"',
         )
     return gpu
 
@@ -95,10 +95,7 @@ def decode_fleet(raw: bytes, *, where: str) -> tuple[GpuModel, ...]:
 def fleet_from_registrations(docs: Iterable[NodeDevices]) -> tuple[GpuModel, ...]:
     """The GPU models the nodes registered: healthy devices, by model and schedulable memory."""
     fleet = [
-        GpuModel(d.model, d.memory_mib, d.split)
-        for doc in docs
-        for d in doc.devices
-        if d.healthy
+        GpuModel(d.model, d.memory_mib, d.split) for doc in docs for d in doc.devices if d.healthy
     ]
     return dedupe(fleet)
 
