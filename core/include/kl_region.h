@@ -15,9 +15,11 @@
  *   28      4     proc_count       active slots (informational)
  *   32      8     generation       bumped by every reclamation of dead slots
  *   40      64    lock             robust, process-shared pthread mutex (opaque to readers)
- *   104     24    reserved
- *   128     128 * KL_MAX_DEVICES   devices[]  (struct kl_region_device)
- *   2176    152 * KL_MAX_PROCS     procs[]    (struct kl_region_slot)
+ *   104     8     last_kernel_ns   CLOCK_MONOTONIC ns of a recent kernel launch (0: none yet),
+ *                                  refreshed at most once a second per process
+ *   112     16    reserved
+ *   128     136 * KL_MAX_DEVICES   devices[]  (struct kl_region_device)
+ *   2304    152 * KL_MAX_PROCS     procs[]    (struct kl_region_slot)
  *
  * Counters are updated with atomics; device.reserved_bytes == sum over active slots of used[dev]
  * (the lock holder keeps both in step; a crash in the critical section is repaired from the slots
@@ -46,7 +48,7 @@
 #define KL_SLOT_FREE 0u
 #define KL_SLOT_ACTIVE 1u
 
-struct kl_region_device {     /* 128 bytes */
+struct kl_region_device {     /* 136 bytes */
     char uuid[KL_UUID_LEN];   /* 0   "GPU-..." once a CUDA process has seen the device */
     uint64_t limit_bytes;     /* 48  valid when limit_state == KL_LIMIT_SET */
     uint64_t total_bytes;     /* 56  physical size seen by the last reporter (0 unknown) */
@@ -59,7 +61,8 @@ struct kl_region_device {     /* 128 bytes */
     uint64_t sm_last_ns;      /* 96  CLOCK_MONOTONIC of the last refill */
     uint64_t sm_scale;        /* 104 launch cost scale, Q16 ns per work unit */
     uint64_t sm_util_ns;      /* 112 CLOCK_MONOTONIC of the last utilisation sample */
-    uint64_t sm_waited_ns;    /* 120 total time launches waited (statistic) */
+    uint64_t sm_waited_ns;    /* 120 total time launches waited */
+    uint64_t sm_waited_mark;  /* 128 sm_waited_ns at the last utilisation sample */
 };
 
 struct kl_region_slot {       /* 152 bytes */
@@ -84,13 +87,14 @@ struct kl_region {
         pthread_mutex_t mutex;
         uint8_t bytes[KL_LOCK_BYTES];
     } lock;
-    uint8_t reserved[24];
+    uint64_t last_kernel_ns;
+    uint8_t reserved[16];
     struct kl_region_device devices[KL_MAX_DEVICES];
     struct kl_region_slot procs[KL_MAX_PROCS];
 };
 
 #define KL_REGION_HEADER_SIZE 128
-#define KL_REGION_DEVICE_SIZE 128
+#define KL_REGION_DEVICE_SIZE 136
 #define KL_REGION_SLOT_SIZE 152
 #define KL_REGION_SIZE (KL_REGION_HEADER_SIZE + KL_REGION_DEVICE_SIZE * KL_MAX_DEVICES + \
                         KL_REGION_SLOT_SIZE * KL_MAX_PROCS)

@@ -136,7 +136,12 @@ struct kl_state {
 };
 extern struct kl_state kl_g;
 extern int kl_slot_ok;     /* cleared in a forked child; the next charge re-registers */
-void kl_start(void);       /* once: config + real CUDA + region */
+extern int kl_started;     /* set (release) once kl_start_once has run */
+void kl_start_once(void);  /* once: config + real CUDA + region */
+static inline void kl_start(void) {
+    if (KL_LIKELY(__atomic_load_n(&kl_started, __ATOMIC_ACQUIRE))) return;
+    kl_start_once();
+}
 int kl_ensure_slot(void);  /* 0 or -errno */
 /* Device limit state as the hot path sees it. */
 static inline const struct kl_region_device *kl_dev(int dev) {
@@ -153,6 +158,7 @@ void kl_sync_pools(int dev);          /* re-read pool/graph reserved memory for 
 struct kl_meminfo { uint64_t total, used, free; };
 int kl_snapshot(int dev, uint64_t phys_total, uint64_t phys_free, struct kl_meminfo *out);
 int kl_nvml_to_cuda(nvmlDevice_t h); /* CUDA ordinal of an NVML handle, -1 unknown */
+void kl_note_uuid(int dev);          /* record dev's UUID in the region (once per process) */
 uint64_t kl_slot_used_by_pid(int dev, unsigned int pid, int *found);
 
 #endif

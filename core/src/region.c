@@ -6,7 +6,7 @@
  * live slots (the slots are authoritative) and marks the mutex consistent, so survivors recover at
  * once. Creation is serialised with flock(2), which the kernel drops when its holder dies.
  * Slots are keyed by (pid, start time), so a reused pid is not mistaken for its predecessor. */
-#define _GNU_SOURCE
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
