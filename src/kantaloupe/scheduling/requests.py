@@ -105,8 +105,8 @@ def parse_container(spec: ContainerSpec, *, init: bool = False) -> ContainerRequ
     """One container's GPU ask, or ``None`` when it asks for no GPU resource."""
     values = {**spec.requests, **spec.limits}
     present = {r: values[r] for r in resources.ALL if r in values}
-    if not present:
-        return None
+    if not present.keys() - {resources.GPU_PRIORITY}:
+        return None  # a priority alone asks for no GPU (HAMi adds no card for it)
 
     def get(resource: str, fix: str) -> int | None:
         if resource not in present:

@@ -60,6 +60,7 @@ def test_limits_win_over_requests() -> None:
 def test_no_gpu_resource_is_not_a_gpu_container() -> None:
     assert parse_container(ContainerSpec("app", {"cpu": "1"})) is None
     assert parse_pod("u", {}, [ContainerSpec("app", {"cpu": "1"})]) is None
+    assert parse_container(container(priority=1)) is None
 
 
 @pytest.mark.parametrize(
