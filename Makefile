@@ -25,6 +25,7 @@ core:
 
 controlplane:
 	bash tools/controlplane/build.sh
+	bash tools/testkubelet/build.sh
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
