@@ -22,7 +22,11 @@ from kantaloupe.scheduling.ledger import Ledger
 from kantaloupe.scheduling.model import Device, Node
 from kantaloupe.scheduling.requests import ContainerSpec, parse_pod
 
-MODELS = [("NVIDIA GeForce RTX 4090", 24564), ("NVIDIA A100-SXM4-80GB", 81920), ("NVIDIA L4", 23034)]
+MODELS = [
+    ("NVIDIA GeForce RTX 4090", 24564),
+    ("NVIDIA A100-SXM4-80GB", 81920),
+    ("NVIDIA L4", 23034),
+]
 MIX = [  # (weight, limits)
     (30, {"nvidia.com/gpumem": "2000", "nvidia.com/gpucores": "10"}),
     (25, {"nvidia.com/gpumem": "4000", "nvidia.com/gpucores": "20"}),

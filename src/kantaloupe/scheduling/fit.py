@@ -75,7 +75,7 @@ def decide(
     considered = len(names)
     if not found:
         return Decision(None, failed, considered)
-    rows = np.fromiter(found, dtype=np.int64, count=len(found))  # type: ignore[arg-type]
+    rows = np.fromiter(found, dtype=np.int64, count=len(found))
     failed.kept = kept
     node_policy = request.node_policy or defaults.node_policy
     gpu_policy = request.gpu_policy or defaults.gpu_policy

@@ -117,7 +117,9 @@ def _summary(
         "source": source,
         "services_placed": services,
         "services_placed_whole_gpu": services_whole,
-        "services_ratio_vs_whole_gpu": round(services / services_whole, 2) if services_whole else None,
+        "services_ratio_vs_whole_gpu": round(services / services_whole, 2)
+        if services_whole
+        else None,
         "batch_placed": shared.placed["batch"],
         "batch_placed_whole_gpu": whole.placed["batch"],
         "memory_allocation_ratio": round(shared.memory_ratio, 4),
@@ -132,8 +134,9 @@ def _summary(
 
 def _print_summary(s: dict[str, object]) -> None:
     print("Summary                          shared slices   whole GPUs")
-    print(f"  services placed                {s['services_placed']:>13}   {s['services_placed_whole_gpu']:>10}")
-    print(f"  batch jobs placed              {s['batch_placed']:>13}   {s['batch_placed_whole_gpu']:>10}")
+    row = "  {:<31}{:>13}   {:>10}"
+    print(row.format("services placed", s["services_placed"], s["services_placed_whole_gpu"]))
+    print(row.format("batch jobs placed", s["batch_placed"], s["batch_placed_whole_gpu"]))
     print(f"  pending at the end             {s['pending']:>13}   {s['pending_whole_gpu']:>10}")
     mem = float(str(s["memory_allocation_ratio"]))
     mem_whole = float(str(s["memory_allocation_ratio_whole_gpu"]))

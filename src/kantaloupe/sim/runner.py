@@ -63,7 +63,9 @@ def build_nodes(scenario: Scenario) -> list[Node]:
                 )
                 for j in range(g.count)
             )
-            nodes.append(Node(name, devices, cpu_milli=group.cpu_milli, memory_mib=group.memory_mib))
+            nodes.append(
+                Node(name, devices, cpu_milli=group.cpu_milli, memory_mib=group.memory_mib)
+            )
     names = [n.name for n in nodes]
     if len(set(names)) != len(names):
         raise InvalidScenarioError(
@@ -189,7 +191,10 @@ def allocation_ratios(ledger: Ledger) -> tuple[float, float]:
         mem_used += d.used_memory_mib
         core_total += d.device.cores
         core_used += d.used_cores
-    return (mem_used / mem_total if mem_total else 0.0, core_used / core_total if core_total else 0.0)
+    return (
+        mem_used / mem_total if mem_total else 0.0,
+        core_used / core_total if core_total else 0.0,
+    )
 
 
 def placements_by_device(ledger: Ledger) -> dict[DeviceUuid, list[tuple[str, int, int]]]:
