@@ -67,6 +67,7 @@ def fill(ledger: Ledger, target: float, rng: random.Random) -> int:
         pods += 1
         if decision.placement is not None:
             ledger.mark_bound(request.uid)
+            ledger.mark_settled(request.uid)
             used += sum(s.memory_mib for c in decision.placement.containers for s in c)
     return pods
 

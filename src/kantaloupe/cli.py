@@ -73,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        sys.stderr.close()  # the reader went away (`| head`): nothing left to say
+        return 0
     except Exception as e:
         if args.debug:
             raise

@@ -67,9 +67,11 @@ class InFlight:
 class Handoffs:
     """Binds written whose node agent has not finished, per node; waiters wake on release."""
 
-    __slots__ = ("_by_node", "_changed", "_where")
+    __slots__ = ("_by_node", "_changed", "_where", "on_release")
 
-    def __init__(self) -> None:
+    def __init__(self, on_release: Callable[[PodUid], object] | None = None) -> None:
+        self.on_release = on_release
+        """Called for every pod released, so the ledger stops counting its GPUs as busy."""
         self._by_node: dict[NodeName, dict[PodUid, InFlight]] = {}
         self._where: dict[PodUid, NodeName] = {}
         self._changed: dict[NodeName, asyncio.Event] = {}
@@ -83,6 +85,8 @@ class Handoffs:
         self._where[entry.pod] = entry.node
 
     def release(self, pod: PodUid | str) -> InFlight | None:
+        if self.on_release is not None:
+            self.on_release(PodUid(pod))
         node = self._where.pop(PodUid(pod), None)
         if node is None:
             return None
@@ -121,6 +125,16 @@ class Handoffs:
         ]
 
 
+def _handoff_in_flight(raw: str | None) -> bool:
+    """Whether a pod's hand-off document says the node agent has not answered yet."""
+    if raw is None:
+        return False
+    try:
+        return decode_handoff(raw).phase == HandoffPhase.BINDING
+    except api_errors.MalformedAnnotationError:
+        return False
+
+
 def gpu_uuids(placement: Placement) -> frozenset[DeviceUuid]:
     return frozenset(s.uuid for c in placement.containers for s in c)
 
@@ -153,7 +167,7 @@ class ClusterState:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.ledger = Ledger(capacity=1024)
-        self.handoffs = Handoffs()
+        self.handoffs = Handoffs(on_release=self.ledger.mark_settled)
         self.events = events
         self.metrics = metrics
         self.agent_namespace = agent_namespace
@@ -299,7 +313,8 @@ class ClusterState:
             bound = bool(new.spec.node_name)
             current = self.ledger.placement(uid)
             if bound or current is None:
-                self.ledger.add(placement, now=self.clock(), bound=bound)
+                in_flight = bound and _handoff_in_flight(annotations.get(keys.HANDOFF))
+                self.ledger.add(placement, now=self.clock(), bound=bound, settled=not in_flight)
         elif self.ledger.placement(uid) is not None:
             self._pod_names[uid] = (new.metadata.namespace, new.metadata.name)
         raw_handoff = annotations.get(keys.HANDOFF)

@@ -56,7 +56,28 @@ def decide(
     candidates: Iterable[str] | None = None,
     defaults: Defaults = Defaults(),
 ) -> Decision:
-    """Choose a node and GPUs for ``request`` among ``candidates`` (default: every node)."""
+    """Choose a node and GPUs for ``request`` among ``candidates`` (default: every node).
+
+    GPUs whose previous pod is still being handed to kubelet are avoided when any other GPU
+    fits, so a burst of pods spreads instead of queueing behind one hand-off.
+    """
+    if candidates is not None and not isinstance(candidates, Sequence):
+        candidates = list(candidates)
+    if ledger.arrays().busy.any():
+        first = _decide(ledger, request, candidates, defaults, avoid_busy=True)
+        if first.placement is not None:
+            return first
+    return _decide(ledger, request, candidates, defaults, avoid_busy=False)
+
+
+def _decide(
+    ledger: Ledger,
+    request: PodRequest,
+    candidates: Iterable[str] | None,
+    defaults: Defaults,
+    *,
+    avoid_busy: bool,
+) -> Decision:
     a = ledger.arrays()
     failed = _Failures()
     if candidates is None:
@@ -95,7 +116,7 @@ def decide(
 
     first_fits: BoolArray | None = None
     for container in _distinct(request.gpu_containers):
-        reason = device_reasons(a, rows, container, request.constraints)
+        reason = device_reasons(a, rows, container, request.constraints, avoid_busy=avoid_busy)
         fits = reason == Reason.FITS
         if first_fits is None:
             first_fits = fits
@@ -114,7 +135,9 @@ def decide(
             prefer = scoring.device_preference(
                 a, int(rows[index]), request, node_policy, defaults.workload
             )
-            outcome = fit_on_node(ledger, a, kept[index], request, gpu_policy, prefer)
+            outcome = fit_on_node(
+                ledger, a, kept[index], request, gpu_policy, prefer, avoid_busy=avoid_busy
+            )
             if isinstance(outcome, Placement):
                 chosen = outcome
                 break
@@ -188,7 +211,12 @@ def _distinct(containers: Sequence[ContainerRequest]) -> list[ContainerRequest]:
 
 
 def device_reasons(
-    a: Arrays, rows: IntArray, c: ContainerRequest, constraints: Constraints
+    a: Arrays,
+    rows: IntArray,
+    c: ContainerRequest,
+    constraints: Constraints,
+    *,
+    avoid_busy: bool = False,
 ) -> IntArray:
     """For every GPU of the given rows, the first reason it cannot host ``c`` (0: it can)."""
     mem_total = a.mem_total[rows]
@@ -199,6 +227,8 @@ def device_reasons(
     need_mem = mem_total * c.memory_percent // 100 if not c.memory_mib else c.memory_mib
     reason = np.zeros(mem_total.shape, dtype=np.int64)
     # Assign lowest priority first so that the earliest check wins.
+    if avoid_busy:
+        reason[a.busy[rows] > 0] = Reason.HANDOFF_IN_FLIGHT
     if c.cores == 0:
         reason[core_used >= core_total] = Reason.CORES_FULL
     if c.cores == 100:
@@ -277,6 +307,8 @@ def fit_on_node(
     request: PodRequest,
     gpu_policy: GpuPolicy,
     prefer: Sequence[float] | None = None,
+    *,
+    avoid_busy: bool = False,
 ) -> Placement | NodeReason:
     """Fit every container of ``request`` on one node, init containers each on their own."""
     node = ledger.node(name)
@@ -290,6 +322,7 @@ def fit_on_node(
         [int(x) for x in a.tenants[row, :n]],
     )
     shared = base.copy()
+    avoid = frozenset(c for c in range(n) if a.busy[row, c] > 0) if avoid_busy else frozenset()
     out: list[tuple[DeviceSlice, ...]] = []
     for c in request.containers:
         if c is None:
@@ -306,6 +339,7 @@ def fit_on_node(
             gpu_policy,
             request.weights,
             prefer,
+            avoid,
         )
         if cols is None:
             return NodeReason.CONTAINERS
@@ -349,13 +383,14 @@ def _pick(
     policy: GpuPolicy,
     weights: Weights,
     prefer: Sequence[float] | None = None,
+    avoid: frozenset[int] = frozenset(),
 ) -> list[int] | None:
     from kantaloupe.scheduling.model import Device  # local: keeps the signature light
 
     fitting: list[tuple[tuple[float, ...], int, int]] = []
     for col, d in enumerate(devices):
         assert isinstance(d, Device)
-        if not d.healthy or a.cordon[row, col]:
+        if not d.healthy or a.cordon[row, col] or col in avoid:
             continue
         if not constraints.type_allowed(d.model) or not constraints.uuid_allowed(d.uuid):
             continue

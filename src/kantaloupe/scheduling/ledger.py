@@ -38,6 +38,8 @@ class _Entry:
     placement: Placement
     reserved_at: float
     bound: bool
+    settled: bool
+    """The node agent has handed the devices out; until then the pod's GPUs count as busy."""
 
 
 class Ledger:
@@ -64,6 +66,7 @@ class Ledger:
         "_pods",
         "_row_names",
         "_rows",
+        "_busy",
         "_split",
         "_tenants",
         "_type_id",
@@ -101,6 +104,7 @@ class Ledger:
         self._core_used: IntArray = np.zeros(shape, dtype=np.int64)
         self._split: IntArray = np.zeros(shape, dtype=np.int64)
         self._tenants: IntArray = np.zeros(shape, dtype=np.int64)
+        self._busy: IntArray = np.zeros(shape, dtype=np.int64)
         self._numa: IntArray = np.zeros(shape, dtype=np.int64)
         self._type_id: IntArray = np.zeros(shape, dtype=np.int64)
         self._node_ok: BoolArray = np.zeros(rows, dtype=bool)
@@ -161,7 +165,10 @@ class Ledger:
             self._numa[row, col] = d.numa
             self._type_id[row, col] = self._model_id(d.model)
         for pod in self._by_node.get(node.name, ()):
-            self._apply(self._pods[pod].placement, +1)
+            entry = self._pods[pod]
+            self._apply(entry.placement, +1)
+            if not entry.settled:
+                self._apply_busy(entry.placement, +1)
 
     def _clear_row(self, row: int) -> None:
         name = self._row_names[row]
@@ -194,21 +201,34 @@ class Ledger:
 
     # -- pods ----------------------------------------------------------------------------------
 
-    def add(self, placement: Placement, *, now: float = 0.0, bound: bool = True) -> bool:
+    def add(
+        self,
+        placement: Placement,
+        *,
+        now: float = 0.0,
+        bound: bool = True,
+        settled: bool | None = None,
+    ) -> bool:
         """Record a placement; returns False when this exact placement was already recorded.
 
-        A different placement for a known pod replaces the old one.
+        A different placement for a known pod replaces the old one. ``settled`` (default: the
+        same as ``bound``) says whether the node agent has already handed the devices out.
         """
+        settled = bound if settled is None else settled
         entry = self._pods.get(placement.pod)
         if entry is not None:
             if entry.placement == placement:
                 entry.bound = entry.bound or bound
+                if settled:
+                    self.mark_settled(placement.pod)
                 return False
             self.remove(placement.pod)
         self.version += 1
-        self._pods[placement.pod] = _Entry(placement, now, bound)
+        self._pods[placement.pod] = _Entry(placement, now, bound, settled)
         self._by_node.setdefault(placement.node, set()).add(placement.pod)
         self._apply(placement, +1)
+        if not settled:
+            self._apply_busy(placement, +1)
         return True
 
     def remove(self, pod: PodUid | str) -> Placement | None:
@@ -223,6 +243,8 @@ class Ledger:
             if not pods:
                 del self._by_node[placement.node]
         self._apply(placement, -1)
+        if not entry.settled:
+            self._apply_busy(placement, -1)
         return placement
 
     def mark_bound(self, pod: PodUid | str) -> bool:
@@ -231,6 +253,20 @@ class Ledger:
             return False
         entry.bound = True
         return True
+
+    def mark_settled(self, pod: PodUid | str) -> bool:
+        """The node agent handed the pod's devices out (or gave up): its GPUs are no longer busy."""
+        entry = self._pods.get(PodUid(pod))
+        if entry is None or entry.settled:
+            return False
+        self.version += 1
+        entry.settled = True
+        self._apply_busy(entry.placement, -1)
+        return True
+
+    def is_settled(self, pod: PodUid | str) -> bool:
+        entry = self._pods.get(PodUid(pod))
+        return entry is not None and entry.settled
 
     def placement(self, pod: PodUid | str) -> Placement | None:
         entry = self._pods.get(PodUid(pod))
@@ -254,6 +290,15 @@ class Ledger:
         """Release reservations older than ``ttl_s`` whose pods never bound."""
         stale = [uid for uid, at in self.reservations() if now - at >= ttl_s]
         return [p for uid in stale if (p := self.remove(uid)) is not None]
+
+    def _apply_busy(self, placement: Placement, sign: int) -> None:
+        row = self._rows.get(placement.node)
+        if row is None:
+            return
+        for uuid in {s.uuid for c in placement.containers for s in c}:
+            where = self._where.get(uuid)
+            if where is not None and where[0] == row:
+                self._busy[where] += sign
 
     def _apply(self, placement: Placement, sign: int) -> None:
         row = self._rows.get(placement.node)
@@ -319,6 +364,7 @@ _ARRAY_FIELDS = (
     "_core_used",
     "_split",
     "_tenants",
+    "_busy",
     "_numa",
     "_type_id",
     "_node_ok",
@@ -342,6 +388,8 @@ class Arrays:
     core_used: IntArray
     split: IntArray
     tenants: IntArray
+    busy: IntArray
+    """Per GPU, pods placed there whose hand-off has not finished."""
     numa: IntArray
     type_id: IntArray
     node_ok: BoolArray

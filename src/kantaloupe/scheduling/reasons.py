@@ -21,6 +21,8 @@ class Reason(enum.IntEnum):
     CORES_FULL = 9
     ABSENT = 10
     """Padding column: no GPU there (never reported)."""
+    HANDOFF_IN_FLIGHT = 11
+    """Its last pod is still being handed to kubelet (avoided only while others fit)."""
 
 
 DEVICE_TEXT = {
@@ -33,6 +35,7 @@ DEVICE_TEXT = {
     Reason.INSUFFICIENT_CORES: "insufficient cores",
     Reason.EXCLUSIVE_CONFLICT: "in use (exclusive request)",
     Reason.CORES_FULL: "cores fully allocated",
+    Reason.HANDOFF_IN_FLIGHT: "hand-off in flight",
 }
 
 

@@ -151,6 +151,7 @@ def run(
             reasons[pod.uid] = decision.summary
             return False
         ledger.mark_bound(pod.uid)
+        ledger.mark_settled(pod.uid)
         outcome.placed[pod.kind] += 1
         reasons.pop(pod.uid, None)
         if pod.duration_s is not None:

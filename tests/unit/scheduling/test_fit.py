@@ -23,7 +23,12 @@ def mixed_ledger() -> Ledger:
 
 
 def place(ledger: Ledger, uid: str, defaults: fit.Defaults = BINPACK, **kw: object) -> fit.Decision:
-    return fit.place(ledger, factories.pod(uid, **kw), defaults=defaults)  # type: ignore[arg-type]
+    """Place, then bind and hand off at once (as a kubelet would right after the bind)."""
+    decision = fit.place(ledger, factories.pod(uid, **kw), defaults=defaults)  # type: ignore[arg-type]
+    if decision.placement is not None:
+        ledger.mark_bound(uid)
+        ledger.mark_settled(uid)
+    return decision
 
 
 def test_type_pin_and_exclusion() -> None:
@@ -231,8 +236,8 @@ def test_node_cpu_and_memory_must_fit() -> None:
 def test_fragmentation_policy_keeps_whole_cards_free() -> None:
     ledger = Ledger([factories.node("n", 2)])
     frag = fit.Defaults(NodePolicy.BINPACK, GpuPolicy.FRAGMENTATION)
-    fit.place(ledger, factories.pod("p1", gpumem=20000), defaults=frag)
-    fit.place(ledger, factories.pod("p2", gpumem=2000), defaults=frag)
+    place(ledger, "p1", frag, gpumem=20000)
+    place(ledger, "p2", frag, gpumem=2000)
     assert ledger.usage_of("GPU-n-1") == (0, 0, 0)
     whole = fit.place(ledger, factories.pod("w", gpu=1), defaults=frag)
     assert whole.placement is not None
@@ -245,3 +250,27 @@ def test_every_gpu_policy_places(policy: GpuPolicy) -> None:
         ledger, factories.pod(gpu=2, gpumem=1000), defaults=fit.Defaults(gpu_policy=policy)
     )
     assert decision.placement is not None
+
+
+def test_gpus_with_a_hand_off_in_flight_are_avoided_while_others_fit() -> None:
+    ledger = Ledger([factories.node("n", 2)])
+    first = fit.place(ledger, factories.pod("p1", gpumem=1000), defaults=BINPACK)
+    assert first.placement is not None
+    busy = first.placement.containers[0][0].uuid
+    second = fit.place(ledger, factories.pod("p2", gpumem=1000), defaults=BINPACK)
+    assert second.placement is not None
+    assert second.placement.containers[0][0].uuid != busy  # binpack would have stacked
+    third = fit.place(ledger, factories.pod("p3", gpumem=1000), defaults=BINPACK)
+    assert third.placement is not None  # every GPU busy: busy ones are used after all
+    ledger.mark_settled("p1")
+    ledger.mark_settled("p2")
+    ledger.mark_settled("p3")
+    assert not ledger.arrays().busy.any()
+
+
+def test_removing_an_unsettled_pod_frees_its_busy_mark() -> None:
+    ledger = Ledger([factories.node("n", 1)])
+    fit.place(ledger, factories.pod("p1", gpumem=1000))
+    assert ledger.arrays().busy.sum() == 1
+    ledger.remove("p1")
+    assert not ledger.arrays().busy.any()

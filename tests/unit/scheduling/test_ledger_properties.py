@@ -97,6 +97,23 @@ class LedgerMachine(RuleBasedStateMachine):
             assert not self.ledger.add(placement)
             assert list(self.ledger.devices()) == before
 
+    @rule(uid=placed)
+    def settle(self, uid: str) -> None:
+        self.ledger.mark_bound(uid)
+        self.ledger.mark_settled(uid)
+        assert not self.ledger.mark_settled(uid)  # idempotent
+
+    @invariant()
+    def busy_counts_unsettled_pods(self) -> None:
+        expected: dict[str, int] = {}
+        for p in self.ledger.pods():
+            if not self.ledger.is_settled(p.pod):
+                for uuid in {s.uuid for c in p.containers for s in c}:
+                    expected[uuid] = expected.get(uuid, 0) + 1
+        a = self.ledger.arrays()
+        for uuid, (row, col) in a.where.items():
+            assert a.busy[row, col] == expected.get(uuid, 0)
+
     @rule(index=st.integers(0, 2))
     def re_register_node(self, index: int) -> None:
         node = self.ledger.node(f"n{index}")
