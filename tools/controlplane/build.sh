@@ -30,24 +30,36 @@ install_dir() {
   local -a bins=()
   while [[ "$1" != "--" ]]; do bins+=("$1"); shift; done
   shift
+  mkdir -p "$dir"
+  # One build per target at a time: a second caller waits, then finds the binaries in place.
+  local lock
+  exec {lock}>"$dir/.lock"
+  flock "$lock"
   local missing=0 b
   for b in "${bins[@]}"; do [[ -x "$dir/bin/$b" ]] || missing=1; done
   if [[ $missing -eq 0 ]]; then
+    exec {lock}>&-
     log "$name: up to date in $dir/bin"
     return 0
   fi
-  mkdir -p "$dir"
-  local out
+  rm -rf "$dir"/bin.tmp.*  # left by an interrupted build
+  local out start=$SECONDS status=0
   out="$(mktemp -d "$dir/bin.tmp.XXXXXX")"
-  trap 'rm -rf "$out"' RETURN
-  local start=$SECONDS
   log "$name: building into $dir/bin (this takes minutes on a cold Go build cache)"
-  out="$out" "$@"
+  out="$out" "$@" || status=$?
   for b in "${bins[@]}"; do
-    [[ -x "$out/$b" ]] || { log "$name: build produced no $b"; return 1; }
+    [[ $status -ne 0 || -x "$out/$b" ]] || { log "$name: build produced no $b"; status=1; }
   done
+  if [[ $status -ne 0 ]]; then
+    rm -rf "$out"
+    exec {lock}>&-
+    log "$name: build failed (status $status)"
+    return "$status"
+  fi
+  chmod 755 "$out"
   rm -rf "$dir/bin"
   mv "$out" "$dir/bin"
+  exec {lock}>&-
   log "$name: built in $((SECONDS - start)) s"
 }
 
@@ -63,7 +75,7 @@ build_controlplane() {
   done
   _k8s() {
     (cd "$here" && go build -trimpath -ldflags "$ldk" -o "$out/" \
-      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl) &&
     (cd "$here/etcd" && go build -trimpath \
       -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$ETCD_VERSION" \
       -o "$out/etcd" go.etcd.io/etcd/server/v3)
@@ -87,7 +99,7 @@ build_promtool() {
   local release="${v:0:1}.$((10#${v:1:2})).${v#*.}"
   _promtool() {
     (cd "$tools/promtool" && go build -trimpath \
-      -ldflags "-s -w -X github.com/prometheus/common/version.Version=$release -X github.com/prometheus/common/version.Branch=release" \
+      -ldflags "-s -w -X github.com/prometheus/common/version.Version=$release -X github.com/prometheus/common/version.Branch=release -X github.com/prometheus/common/version.Revision=$PROMETHEUS_VERSION" \
       -o "$out/promtool" github.com/prometheus/prometheus/cmd/promtool)
   }
   install_dir promtool "$cache/promtool/$release" promtool -- _promtool

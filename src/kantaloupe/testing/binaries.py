@@ -1,4 +1,5 @@
-"""Find the pinned control-plane binaries and helper tools that ``tools/controlplane/build.sh`` built.
+"""Find the pinned control-plane binaries and helper tools that ``tools/controlplane/build.sh``
+built.
 
 The build script caches binaries outside the clone, keyed by the versions in
 ``tools/controlplane/versions.env``; this module reads the same file and computes the same paths,
