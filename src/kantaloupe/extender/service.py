@@ -37,7 +37,6 @@ from kantaloupe.scheduling.requests import ContainerSpec, PodRequest, parse_pod
 
 log = logging.getLogger(__name__)
 
-_OTHER_NODE = "a better-scoring node was chosen for this pod"
 _NOT_REGISTERED = NodeReason.NOT_REGISTERED.value
 _MAX_NAMED = 5
 
@@ -138,23 +137,19 @@ class Extender:
         if request is None:
             return wire.FilterResult(node_names=names)
         decision = fit.place(self.state.ledger, request, names, self.defaults, now=self.clock())
+        if decision.placement is not None:
+            # kube-scheduler keeps only the nodes returned; the reasons of the others matter
+            # only when the pod cannot be placed, so a success skips wording thousands of them.
+            return wire.FilterResult(node_names=[decision.placement.node])
         failed: dict[str, str] = {str(k): v for k, v in decision.failed.items()}
         unresolvable: dict[str, str] = {}
         for node, reason in decision.failed.items():
             if reason == _NOT_REGISTERED:
                 unresolvable[node] = failed.pop(node)
-        if decision.placement is None:
-            message = describe_failures(failed | unresolvable, decision.considered)
-            self.state.events.warn(ObjectRef.pod(pod.metadata), "FilteringFailed", message)
-            return wire.FilterResult(
-                node_names=[], failed_nodes=failed, failed_and_unresolvable_nodes=unresolvable
-            )
-        chosen = decision.placement.node
-        rest = set(names).difference(decision.failed)
-        rest.discard(chosen)
-        failed.update(dict.fromkeys(rest, _OTHER_NODE))
+        message = describe_failures(failed | unresolvable, decision.considered)
+        self.state.events.warn(ObjectRef.pod(pod.metadata), "FilteringFailed", message)
         return wire.FilterResult(
-            node_names=[chosen], failed_nodes=failed, failed_and_unresolvable_nodes=unresolvable
+            node_names=[], failed_nodes=failed, failed_and_unresolvable_nodes=unresolvable
         )
 
     def prioritize(self, args: wire.FilterArgs) -> list[wire.HostPriority]:

@@ -24,15 +24,24 @@ def bind_args(p, node_name="n1"):  # type: ignore[no-untyped-def]
     return wire.BindArgs(p.metadata.name, p.metadata.namespace, p.metadata.uid, node_name)
 
 
-def test_filter_returns_exactly_one_node_and_failed_for_the_rest() -> None:
+def test_filter_returns_exactly_one_node() -> None:
     w = world()
     for n in ("n1", "n2", "n3"):
         w.add_node(node(n))
     result = filter_pod(w, pod("p"), ("n1", "n2", "n3", "ghost"))
     assert result.error == ""
     assert result.node_names is not None and len(result.node_names) == 1
-    chosen = result.node_names[0]
-    assert set(result.failed_nodes) == {"n1", "n2", "n3"} - {chosen}
+    # kube-scheduler drops every node not returned; reasons are only worded on a miss.
+    assert not result.failed_nodes and not result.failed_and_unresolvable_nodes
+
+
+def test_a_miss_names_every_node_and_unregistered_ones_are_unresolvable() -> None:
+    w = world()
+    w.add_node(node("n1", gpus=1))
+    whole = {"nvidia.com/gpu": "2"}
+    result = filter_pod(w, pod("p", limits=whole), ("n1", "ghost"))
+    assert not result.node_names
+    assert "1/1 fit but 2 needed" in result.failed_nodes["n1"]
     assert set(result.failed_and_unresolvable_nodes) == {"ghost"}
 
 
@@ -78,9 +87,11 @@ def test_stale_agent_lease_gets_no_new_pods() -> None:
     w.add_node(node("n1"), lease_ok=False)
     w.add_node(node("n2"))
     w.state.on_lease(None, lease("n1", w.clock.now - 100))
+    result = filter_pod(w, pod("p"), ("n1",))
+    assert not result.node_names
+    assert "not ready" in result.failed_nodes["n1"]
     result = filter_pod(w, pod("p"), ("n1", "n2"))
     assert result.node_names == ["n2"]
-    assert "not ready" in result.failed_nodes["n1"]
     w.clock.now += 60  # n2's heartbeat goes stale too
     w.state.tick()
     assert not filter_pod(w, pod("q"), ("n1", "n2")).node_names
