@@ -46,6 +46,7 @@ class Ledger:
     """Nodes, their GPUs, and the pods placed on them. Changed only through its methods."""
 
     __slots__ = (
+        "_busy",
         "_by_node",
         "_cordon",
         "_core_total",
@@ -66,7 +67,6 @@ class Ledger:
         "_pods",
         "_row_names",
         "_rows",
-        "_busy",
         "_split",
         "_tenants",
         "_type_id",

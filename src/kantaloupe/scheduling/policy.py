@@ -18,7 +18,7 @@ class NodePolicy(enum.StrEnum):
     """The node left with the least free CPU and GPU share (equal weights), as in Weng et al."""
     FRAGMENTATION_GRADIENT = "fragmentation-gradient"
     """Node and GPU that least increase the node's expected fragmentation (FGD, Weng et al.,
-    ATC '23) w.r.t. a workload distribution; ties go to best fit. Chooses the GPU jointly."""
+    ATC '23) w.r.t. a workload distribution, nudged by best fit. Chooses the GPU jointly."""
 
 
 class GpuPolicy(enum.StrEnum):

@@ -8,8 +8,22 @@ import zlib
 from kantaloupe.scheduling.ledger import Ledger
 from kantaloupe.sim.runner import Outcome, placements_by_device
 
-_PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
-            "#bfef45", "#469990", "#9a6324", "#800000", "#808000", "#000075", "#a9a9a9")
+_PALETTE = (
+    "#e6194b",
+    "#3cb44b",
+    "#4363d8",
+    "#f58231",
+    "#911eb4",
+    "#42d4f4",
+    "#f032e6",
+    "#bfef45",
+    "#469990",
+    "#9a6324",
+    "#800000",
+    "#808000",
+    "#000075",
+    "#a9a9a9",
+)
 
 
 def colour(workload: str) -> str:
