@@ -116,7 +116,7 @@ class Webhook:
                     "operation": operation,
                     "reason": decision.denial.reason.value,
                     "user": rev.user.username,
-                    "message": decision.denial.message,
+                    "detail": decision.denial.message,
                 },
             )
         elif decision.patch:
