@@ -213,8 +213,12 @@ class ControlPlane:
                 "kube-apiserver": self._apiserver_process(),
                 "kube-scheduler": self._scheduler_process(),
             }
+            # The apiserver retries etcd by itself: starting both at once saves etcd's start-up.
+            self._launch(self._procs["etcd"])
+            self._launch(self._procs["kube-apiserver"])
             for name in _ORDER:
-                self._launch(self._procs[name])
+                if self._procs[name].popen is None:
+                    self._launch(self._procs[name])
                 self._wait_ready(self._procs[name], self.start_timeout_s)
         except BaseException:
             self._failed = True
