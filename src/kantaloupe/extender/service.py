@@ -289,9 +289,11 @@ class Extender:
         names = self.state.pod_name(entry.pod)
         gone = names is None and self.state.ledger.placement(entry.pod) is None
         if gone or self.clock() - entry.since >= self.timing.handoff_timeout_s:
-            if not gone:
+            if gone:
+                self.state.handoffs.release(entry.pod)
+            else:
                 self.metrics.handoffs_timed_out.inc()
-            self.state.handoffs.release(entry.pod)
+                self.state.handoffs.time_out(entry.pod)
             return False
         return True
 
@@ -336,7 +338,7 @@ class Extender:
         if stale:
             self.metrics.reservations_expired.inc(len(stale))
         for entry in self.state.handoffs.older_than(now - self.timing.handoff_timeout_s):
-            self.state.handoffs.release(entry.pod)
+            self.state.handoffs.time_out(entry.pod)
             self.metrics.handoffs_timed_out.inc()
             log.warning(
                 "hand-off timed out", extra={"pod": self._pod_label(entry.pod), "node": entry.node}

@@ -67,26 +67,33 @@ class InFlight:
 class Handoffs:
     """Binds written whose node agent has not finished, per node; waiters wake on release."""
 
-    __slots__ = ("_by_node", "_changed", "_where", "on_release")
+    __slots__ = ("_by_node", "_changed", "_timed_out", "_where", "on_release")
 
     def __init__(self, on_release: Callable[[PodUid], object] | None = None) -> None:
         self.on_release = on_release
         """Called for every pod released, so the ledger stops counting its GPUs as busy."""
         self._by_node: dict[NodeName, dict[PodUid, InFlight]] = {}
         self._where: dict[PodUid, NodeName] = {}
+        self._timed_out: set[PodUid] = set()
+        """Pods given up on: their stale ``binding`` document must not block the node again."""
         self._changed: dict[NodeName, asyncio.Event] = {}
 
     def __len__(self) -> int:
         return len(self._where)
 
     def track(self, entry: InFlight) -> None:
-        self.release(entry.pod)
+        if entry.pod in self._timed_out:
+            return
+        self._drop(entry.pod)  # a re-track replaces; the pod's GPUs stay busy
         self._by_node.setdefault(entry.node, {})[entry.pod] = entry
         self._where[entry.pod] = entry.node
 
     def release(self, pod: PodUid | str) -> InFlight | None:
         if self.on_release is not None:
             self.on_release(PodUid(pod))
+        return self._drop(pod)
+
+    def _drop(self, pod: PodUid | str) -> InFlight | None:
         node = self._where.pop(PodUid(pod), None)
         if node is None:
             return None
@@ -98,6 +105,16 @@ class Handoffs:
         if event is not None:
             event.set()
         return entry
+
+    def time_out(self, pod: PodUid | str) -> InFlight | None:
+        """Give up on a hand-off; later events for the same pod do not track it again."""
+        self._timed_out.add(PodUid(pod))
+        return self.release(pod)
+
+    def forget(self, pod: PodUid | str) -> InFlight | None:
+        """The pod is gone: release it and forget that it ever timed out."""
+        self._timed_out.discard(PodUid(pod))
+        return self.release(pod)
 
     def get(self, pod: PodUid | str) -> InFlight | None:
         node = self._where.get(PodUid(pod))
@@ -323,7 +340,7 @@ class ClusterState:
 
     def forget_pod(self, uid: str) -> None:
         self.ledger.remove(uid)
-        self.handoffs.release(uid)
+        self.handoffs.forget(uid)
         self._pod_names.pop(PodUid(uid), None)
         self._bad_pod_values.pop(PodUid(uid), None)
 

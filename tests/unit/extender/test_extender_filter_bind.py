@@ -246,3 +246,31 @@ def test_node_policy_annotation(policy: str, expect_same: bool) -> None:
     first = filter_pod(w, pod("a", annotations=ann), ("n1", "n2")).node_names
     second = filter_pod(w, pod("b", annotations=ann), ("n1", "n2")).node_names
     assert (first == second) is expect_same
+
+
+def test_a_timed_out_hand_off_is_not_tracked_again_by_later_events() -> None:
+    from kantaloupe.extender.state import Handoffs, InFlight
+
+    released: list[str] = []
+    handoffs = Handoffs(on_release=released.append)
+    entry = InFlight("p", "n", frozenset({"GPU-1"}), 0.0)  # type: ignore[arg-type]
+    handoffs.track(entry)
+    assert handoffs.time_out("p") == entry
+    handoffs.track(entry)  # the pod's stale `binding` document arrives again
+    assert handoffs.get("p") is None and len(handoffs) == 0
+    assert released == ["p"]
+    handoffs.forget("p")
+    handoffs.track(entry)
+    assert handoffs.get("p") == entry
+
+
+async def test_gpus_stay_busy_from_filter_until_the_hand_off_ends() -> None:
+    w = world()
+    w.add_node(node("n1"))
+    p = pod("p")
+    filter_pod(w, p)
+    assert not w.state.ledger.is_settled("uid-p")
+    assert (await w.extender.bind(bind_args(p))).error == ""
+    assert not w.state.ledger.is_settled("uid-p")  # bound, but kubelet has not been served
+    w.state.handoffs.release("uid-p")  # what a DONE document or a deleted pod leads to
+    assert w.state.ledger.is_settled("uid-p")
