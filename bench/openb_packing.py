@@ -8,6 +8,7 @@ allocation ratio against the arrived workload, and prints as its last line one J
 
     .venv/bin/python bench/openb_packing.py                       # everything (~5-10 min)
     .venv/bin/python bench/openb_packing.py --seeds 42 --policies fragmentation-gradient
+    .venv/bin/python bench/openb_packing.py --seeds 0,1,2,3,4,5,6,7,8,9   # tuning seeds
     .venv/bin/python bench/openb_packing.py --timing-tasks 3000   # + full-cluster timing probe
 
 The trace is read from ``--trace-dir``, else ``$KANTALOUPE_OPENB_DIR``, else
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from kantaloupe.api.errors import InputError
+from kantaloupe.scheduling.policy import WORKLOAD_VOLUME_EXPONENT
 from kantaloupe.sim import openb
 from kantaloupe.sim.trace_command import resolve_trace_dir
 
@@ -52,6 +54,13 @@ def main(argv: list[str] | None = None) -> int:
         "--policies", default="all", help=f"comma list of {', '.join(openb.POLICIES)}, or all"
     )
     parser.add_argument(
+        "--volume-exponent",
+        type=float,
+        default=WORKLOAD_VOLUME_EXPONENT,
+        help="weigh the task mix by tasks x (GPUs x share) ** this (0: by count, as the paper; "
+        f"default {WORKLOAD_VOLUME_EXPONENT})",
+    )
+    parser.add_argument(
         "--plot",
         type=Path,
         default=Path(__file__).resolve().parent / "results" / "openb_packing.png",
@@ -76,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: unknown policies {unknown}; use {list(openb.POLICIES)}", file=sys.stderr)
         return 2
-    workload = trace.workload()
+    workload = trace.workload(volume_exponent=args.volume_exponent)
     started = time.perf_counter()
     cpu_started = time.process_time()
     results: dict[str, list[openb.RunResult]] = {}

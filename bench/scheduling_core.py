@@ -3,11 +3,15 @@
 Builds 1,000 x 8 and 5,000 x 8 GPU fleets (RTX 4090 / A100 / L4 mix), fills about half of the
 GPU memory with a realistic mix of slices and whole cards, then times `fit.decide` for a pod
 asking for one GPU slice with every node as a candidate (as kube-scheduler sends NodeNames).
-Last line: one JSON object.
+Last line: one JSON object. ``--policy a,b`` also times those node policies (default:
+``fragmentation-gradient``) on the same fleets, in CPU time (``time.process_time``, so other
+jobs on the machine do not count), first the decision on a cold cache (per-node terms computed
+for every node) and then warm; their figures go under ``policies`` in the JSON.
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import random
@@ -17,9 +21,10 @@ import time
 import tracemalloc
 
 from kantaloupe.api.ids import DeviceUuid, NodeName
-from kantaloupe.scheduling import fit
+from kantaloupe.scheduling import fit, scoring
 from kantaloupe.scheduling.ledger import Ledger
 from kantaloupe.scheduling.model import Device, Node
+from kantaloupe.scheduling.policy import NodePolicy, parse_node_policy
 from kantaloupe.scheduling.requests import ContainerSpec, parse_pod
 
 MODELS = [
@@ -72,7 +77,9 @@ def fill(ledger: Ledger, target: float, rng: random.Random) -> int:
     return pods
 
 
-def measure(nodes: int, gpus: int, decisions: int, rng: random.Random) -> dict[str, float]:
+def measure(
+    nodes: int, gpus: int, decisions: int, rng: random.Random, policies: list[NodePolicy]
+) -> dict[str, float]:
     tracemalloc.start()
     ledger = Ledger(fleet(nodes, gpus), capacity=nodes)
     pods = fill(ledger, 0.5, rng)
@@ -93,7 +100,24 @@ def measure(nodes: int, gpus: int, decisions: int, rng: random.Random) -> dict[s
         timings.append((time.perf_counter() - t0) * 1000)
         assert decision.placement is not None
     timings.sort()
-    return {
+    per_policy: dict[str, float] = {}
+    for policy in policies:
+        defaults = fit.Defaults(node_policy=policy)
+        scoring.reset_caches()
+        t0 = time.process_time()
+        fit.decide(ledger, request, names, defaults)
+        cold = (time.process_time() - t0) * 1000
+        cpu = []
+        for _ in range(decisions):
+            t0 = time.process_time()
+            decision = fit.decide(ledger, request, names, defaults)
+            cpu.append((time.process_time() - t0) * 1000)
+            assert decision.placement is not None
+        cpu.sort()
+        per_policy[f"{policy}:cold"] = cold
+        per_policy[f"{policy}:p50"] = statistics.median(cpu)
+        per_policy[f"{policy}:p99"] = cpu[int(0.99 * (len(cpu) - 1))]
+    return per_policy | {
         "p50": statistics.median(timings),
         "p99": timings[int(0.99 * (len(timings) - 1))],
         "ledger_mb": ledger_bytes / 2**20,
@@ -104,10 +128,18 @@ def measure(nodes: int, gpus: int, decisions: int, rng: random.Random) -> dict[s
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--policy",
+        default=NodePolicy.FRAGMENTATION_GRADIENT.value,
+        help="comma list of node policies to time as well (CPU time)",
+    )
+    args = parser.parse_args()
+    policies = [parse_node_policy(p, "--policy") for p in args.policy.split(",") if p.strip()]
     rng = random.Random(42)
-    small = measure(1000, 8, 400, rng)
+    small = measure(1000, 8, 400, rng, policies)
     print(f"1000x8: {small}", file=sys.stderr)
-    large = measure(5000, 8, 200, rng)
+    large = measure(5000, 8, 200, rng, policies)
     print(f"5000x8: {large}", file=sys.stderr)
     result = {
         "p50_ms_1000x8": round(small["p50"], 3),
@@ -117,6 +149,14 @@ def main() -> None:
         "ledger_mb_5000x8": round(large["ledger_mb"], 1),
         "pods_placed_5000x8": int(large["pods"]),
         "memory_allocated_ratio_5000x8": round(large["memory_ratio"], 3),
+        "policies": {
+            str(p): {
+                f"cpu_{stat}_ms_{size}": round(figures[f"{p}:{stat}"], 3)
+                for size, figures in (("1000x8", small), ("5000x8", large))
+                for stat in ("cold", "p50", "p99")
+            }
+            for p in policies
+        },
     }
     print(json.dumps(result))
 

@@ -27,11 +27,12 @@ from kantaloupe.scheduling.requests import Constraints, ContainerRequest, PodReq
 class Defaults:
     """Cluster-wide policies; a pod's annotations override them.
 
-    HAMi's default is node binpack with GPU spread; ours packs GPUs fragmentation-aware, which
-    places more pods before a whole-card request is stranded (see bench/openb_packing.py).
+    HAMi's default is node binpack with GPU spread; ours is the fragmentation gradient (node
+    and GPU chosen together), which places more pods before a whole-card request is stranded
+    and beats the best published policy on Alibaba's openb trace (docs/openb.md).
     """
 
-    node_policy: NodePolicy = NodePolicy.BINPACK
+    node_policy: NodePolicy = NodePolicy.FRAGMENTATION_GRADIENT
     gpu_policy: GpuPolicy = GpuPolicy.FRAGMENTATION
     workload: Workload | None = None
     """Task mix for ``fragmentation-gradient`` (``None``: ``policy.DEFAULT_WORKLOAD``)."""

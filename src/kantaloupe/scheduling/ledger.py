@@ -66,6 +66,7 @@ class Ledger:
         "_numa",
         "_pods",
         "_row_names",
+        "_row_version",
         "_rows",
         "_split",
         "_tenants",
@@ -112,6 +113,7 @@ class Ledger:
         self._cpu_used: IntArray = np.zeros(rows, dtype=np.int64)
         self._nmem_total: IntArray = np.zeros(rows, dtype=np.int64)
         self._nmem_used: IntArray = np.zeros(rows, dtype=np.int64)
+        self._row_version: IntArray = np.zeros(rows, dtype=np.int64)
 
     def _grow(self, rows: int, width: int) -> None:
         old = {name: getattr(self, name) for name in _ARRAY_FIELDS}
@@ -151,6 +153,7 @@ class Ledger:
                 max(rows * 2 if row >= rows else rows, row + 1), max(width, len(node.devices))
             )
         self._nodes[node.name] = node
+        self._row_version[row] = self.version
         self._node_ok[row] = node.schedulable
         self._cpu_total[row] = node.cpu_milli
         self._nmem_total[row] = node.memory_mib
@@ -186,6 +189,7 @@ class Ledger:
             return
         self.version += 1
         self._clear_row(row)
+        self._row_version[row] = self.version
         self._nodes.pop(NodeName(name), None)
         self._row_names[row] = None
         self._free_rows.append(row)
@@ -295,6 +299,7 @@ class Ledger:
         row = self._rows.get(placement.node)
         if row is None:
             return
+        self._row_version[row] = self.version
         for uuid in {s.uuid for c in placement.containers for s in c}:
             where = self._where.get(uuid)
             if where is not None and where[0] == row:
@@ -304,6 +309,7 @@ class Ledger:
         row = self._rows.get(placement.node)
         if row is None:
             return
+        self._row_version[row] = self.version
         self._cpu_used[row] += sign * placement.cpu_milli
         self._nmem_used[row] += sign * placement.memory_mib
         for uuid, (memory, cores, tenants) in placement.charges().items():
@@ -372,6 +378,7 @@ _ARRAY_FIELDS = (
     "_cpu_used",
     "_nmem_total",
     "_nmem_used",
+    "_row_version",
 )
 
 
@@ -397,6 +404,9 @@ class Arrays:
     cpu_used: IntArray
     nmem_total: IntArray
     nmem_used: IntArray
+    row_version: IntArray
+    """Per row, the ledger ``version`` of the row's last change: a derived per-node view is
+    stale exactly where this moved."""
     models: list[str]
     rows: dict[NodeName, int]
     row_names: list[NodeName | None]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kantaloupe.api import keys
 from kantaloupe.api.errors import InvalidRequestError
@@ -68,28 +68,57 @@ class Workload:
             )
         )
 
+    def reweighted(self, volume_exponent: float) -> Workload:
+        """Each GPU shape's weight times (GPUs × share in cards) ** ``volume_exponent``.
 
-DEFAULT_WORKLOAD = Workload(
+        0 keeps task counts, 1 weighs by GPU volume; below 0 favours small tasks, whose holes
+        are what the last percent of a full cluster is filled with. CPU-only shapes are dropped
+        (they never change which node is best).
+        """
+        return Workload(
+            tuple(
+                replace(s, weight=s.weight * (s.count * s.share_milli / 1000) ** volume_exponent)
+                for s in self.shapes
+                if s.count > 0 and s.share_milli > 0
+            )
+        )
+
+
+WORKLOAD_VOLUME_EXPONENT = -1.5
+"""How a fragmentation-aware policy weighs a task mix (``Workload.reweighted``): task count
+times GPU volume ** -1.5, so small tasks weigh far more than their count. On the openb trace
+this packs best of the exponents tried (1, 0.5, 0 as the paper, -0.5, -1, -1.5, -2; tuned on
+seeds 0-9, docs/openb.md): small tasks are what fills the holes the large ones leave in a full
+cluster, so the holes they fit are the ones worth keeping."""
+
+OPENB_MIX = Workload(
     (
-        # The GPU-share mix of Alibaba's openb trace (2023), rounded; CPU left out because it
-        # varies by site. A whole card is the most common ask, then 0.81 and ~0.5 cards.
-        TaskShape(48.0, 1, 1000),
-        TaskShape(15.0, 1, 810),
-        TaskShape(13.0, 1, 470),
-        TaskShape(5.0, 1, 320),
-        TaskShape(4.0, 1, 650),
+        # The GPU-share mix of Alibaba's openb trace (2023): percent of its GPU tasks, by task
+        # count. CPU left out because it varies by site. A whole card is the most common ask,
+        # then 0.81 and ~0.5 cards.
+        TaskShape(55.4, 1, 1000),
+        TaskShape(15.3, 1, 810),
+        TaskShape(10.6, 1, 470),
+        TaskShape(4.6, 1, 320),
+        TaskShape(3.6, 1, 650),
         TaskShape(2.0, 1, 230),
-        TaskShape(2.0, 1, 460),
-        TaskShape(1.0, 1, 590),
+        TaskShape(1.8, 1, 460),
+        TaskShape(1.1, 1, 590),
         TaskShape(1.0, 1, 160),
         TaskShape(1.0, 1, 550),
-        TaskShape(1.0, 1, 220),
+        TaskShape(0.9, 1, 220),
+        TaskShape(0.7, 1, 370),
+        TaskShape(0.3, 1, 110),
+        TaskShape(0.3, 1, 480),
+        TaskShape(0.1, 1, 50),
         TaskShape(0.6, 8, 1000),
-        TaskShape(0.3, 2, 1000),
-        TaskShape(0.3, 4, 1000),
+        TaskShape(0.2, 2, 1000),
+        TaskShape(0.2, 4, 1000),
     )
 )
-"""Used when no workload is configured: the openb mix, a typical sharing cluster's."""
+DEFAULT_WORKLOAD = OPENB_MIX.reweighted(WORKLOAD_VOLUME_EXPONENT)
+"""Used when no workload is configured: the openb mix, a typical sharing cluster's, weighed
+for fragmentation-aware policies."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,12 +98,13 @@ def rank_nodes(
         primary = best_fit_scores(a, r, request.cpu_milli)
     elif node_policy is NodePolicy.FRAGMENTATION_GRADIENT:
         c = request.gpu_containers[0]
-        free = _free_share(a, r)
+        terms = node_terms(a, r, workload or DEFAULT_WORKLOAD)
+        free = terms.f
         deltas = fragmentation_deltas(
-            a, r, c, first_fits[feasible], request.cpu_milli, workload or DEFAULT_WORKLOAD, free
+            a, r, c, first_fits[feasible], request.cpu_milli, workload or DEFAULT_WORKLOAD, terms
         )
         _RECENT.keep(a, r, request, workload, deltas)
-        tie = best_fit_scores(a, r, request.cpu_milli, free)
+        tie = best_fit_scores(a, r, request.cpu_milli, free, FGD_BLEND_CPU_WEIGHT)
         primary = deltas.min(axis=1) + FGD_BEST_FIT_BLEND * 1000.0 * tie
         order = np.lexsort((feasible, tie, primary))
         joint: IntArray = feasible[order]
@@ -234,7 +235,7 @@ _RECENT = _Recent()
 
 
 def best_fit_scores(
-    a: Arrays, r: IntArray, cpu_milli: int, free: IntArray | None = None
+    a: Arrays, r: IntArray, cpu_milli: int, free: IntArray | None = None, cpu_weight: float = 0.5
 ) -> FloatArray:
     """Free CPU and free GPU share after placement, each over the largest node's, weighted 1:1.
 
@@ -246,7 +247,7 @@ def best_fit_scores(
     cpu_total = a.cpu_total[r]
     cpu_max = max(int(a.cpu_total.max(initial=0)), 1)
     cpu_left = np.where(cpu_total > 0, cpu_total - a.cpu_used[r] - cpu_milli, 0)
-    score: FloatArray = 0.5 * cpu_left / cpu_max + 0.5 * cards / gpu_max
+    score: FloatArray = cpu_weight * cpu_left / cpu_max + (1.0 - cpu_weight) * cards / gpu_max
     return score
 
 
@@ -267,6 +268,9 @@ FGD_BEST_FIT_BLEND = 0.1
 """Weight of best fit in the ``fragmentation-gradient`` node score, in milli-cards per unit of
 best-fit score (0-1: the CPU and GPU share a node would have left). Pure FGD (0) leaves many
 near-ties that best fit settles well; on the openb trace 0.1 packs 0.1-0.2 points more than 0."""
+
+FGD_BLEND_CPU_WEIGHT = 0.5
+"""Share of free CPU (the rest: free GPU share) in that best-fit nudge."""
 
 _UNTRACKED_CPU = 1 << 60
 
@@ -347,38 +351,30 @@ def _tables(workload: Workload, models: list[str]) -> _Tables:
     return result
 
 
-def fragmentation_deltas(
-    a: Arrays,
-    r: IntArray,
-    c: ContainerRequest,
-    fits: BoolArray,
-    cpu_milli: int,
-    workload: Workload,
-    free: IntArray | None = None,
-) -> FloatArray:
-    """Growth of each node's expected fragmentation (milli-cards) if ``c`` takes each GPU.
+@dataclass(frozen=True, slots=True)
+class _Terms:
+    """Per node, what the fragmentation gradient needs of the node as it is."""
 
-    Shape ``(len(r), width)``; ``inf`` where the GPU does not fit. For a multi-GPU container the
-    growth is that of taking ``c.count`` GPUs of the smallest fitting free share (exact for whole
-    cards), given to every fitting GPU of the node. Cards of a node equal in free share are
-    scored once.
-    """
-    t = _tables(workload, a.models)
-    k = c.count
-    f = _free_share(a, r) if free is None else free
-    n_rows, width = f.shape
-    mem_total = a.mem_total[r]
-    mem_free = mem_total - a.mem_used[r]
-    core_total = a.core_total[r]
-    core_free = core_total - a.core_used[r]
-    need = mem_total * c.memory_percent // 100 if not c.memory_mib else c.memory_mib
-    after = np.minimum(
-        (mem_free - need) * 1000 // np.maximum(mem_total, 1),
-        (core_free - c.cores) * 1000 // np.maximum(core_total, 1),
-    )
-    f1_all = np.where(a.tenants[r] + 1 >= a.split[r], 0, np.clip(after, 0, 1000))
+    f: IntArray
+    """Free share of each GPU (``_free_share``)."""
+    total: IntArray
+    m1: IntArray
+    """Largest free share, and ``c1`` how many cards have it, ``m2`` the next smaller one."""
+    c1: IntArray
+    m2: IntArray
+    cpu: IntArray
+    """Free CPU (``_UNTRACKED_CPU`` when the node does not track it)."""
+    model: IntArray
+    idx: IntArray
+    """Per card, the first share level the card cannot host."""
+    frag: FloatArray
+    """Expected fragmentation (milli-cards) w.r.t. the workload."""
+    multi: tuple[tuple[IntArray, IntArray], ...]
+    """Per multi-GPU group of the workload: cards that fit it, share stranded below it."""
 
-    # The node as it is.
+
+def _compute_terms(a: Arrays, r: IntArray, t: _Tables) -> _Terms:
+    f = _free_share(a, r)
     total = f.sum(axis=1)
     m1 = f.max(axis=1, initial=0)
     c1 = (f == m1[:, None]).sum(axis=1)
@@ -398,20 +394,127 @@ def fragmentation_deltas(
     reach = prefix[base + np.searchsorted(levels, m1, side="right")]
     below = prefix[base[:, None] + idx]
     frag = (f * np.maximum(reach[:, None] - below, 0.0)).sum(axis=1) + total * (t.mass - reach)
-    multi_before = []
+    multi = []
     for count, share, levels_g, table_g in t.multi:
         fitting_cards = (f >= share).sum(axis=1)
         strand = (f * (f < share)).sum(axis=1)
         p = table_g[model, np.searchsorted(levels_g, cpu, side="right")]
         frag += np.where(fitting_cards >= count, p, 0.0) * (strand - total)
-        multi_before.append((fitting_cards, strand))
+        multi.append((fitting_cards, strand))
+    return _Terms(f, total, m1, c1, m2, cpu, model, idx, frag, tuple(multi))
+
+
+class _RowTerms:
+    """``_Terms`` of every ledger row, recomputed only for rows whose ``row_version`` moved
+    since (one ledger and one workload at a time; another one starts afresh)."""
+
+    __slots__ = ("seen", "stamp", "tables", "terms")
+
+    def __init__(self) -> None:
+        self.stamp: IntArray | None = None
+        self.tables: _Tables | None = None
+        self.seen: IntArray = np.zeros(0, dtype=np.int64)
+        self.terms: _Terms | None = None
+
+    def get(self, a: Arrays, r: IntArray, t: _Tables) -> _Terms:
+        if self.stamp is not a.row_version or self.tables is not t or self.terms is None:
+            # A new ledger, a grown one (new arrays) or another workload: start afresh.
+            rows = np.arange(a.row_version.shape[0], dtype=np.int64)
+            self.terms = _compute_terms(a, rows, t)
+            self.stamp, self.tables = a.row_version, t
+            self.seen = a.row_version.copy()
+        else:
+            stale = r[self.seen[r] != a.row_version[r]]
+            if stale.size:
+                fresh = _compute_terms(a, stale, t)
+                for name in ("f", "total", "m1", "c1", "m2", "cpu", "model", "idx", "frag"):
+                    getattr(self.terms, name)[stale] = getattr(fresh, name)
+                for (cards, strand), (cards_new, strand_new) in zip(
+                    self.terms.multi, fresh.multi, strict=True
+                ):
+                    cards[stale] = cards_new
+                    strand[stale] = strand_new
+                self.seen[stale] = a.row_version[stale]
+        k = self.terms
+        return _Terms(
+            k.f[r],
+            k.total[r],
+            k.m1[r],
+            k.c1[r],
+            k.m2[r],
+            k.cpu[r],
+            k.model[r],
+            k.idx[r],
+            k.frag[r],
+            tuple((cards[r], strand[r]) for cards, strand in k.multi),
+        )
+
+
+_ROW_TERMS = _RowTerms()
+
+
+def reset_caches() -> None:
+    """Forget every cached view (for benchmarks that time a cold decision)."""
+    global _ROW_TERMS, _RECENT
+    _ROW_TERMS = _RowTerms()
+    _RECENT = _Recent()
+    _TABLE_CACHE.clear()
+
+
+def node_terms(a: Arrays, r: IntArray, workload: Workload) -> _Terms:
+    """The per-node terms of ``fragmentation_deltas`` for rows ``r`` (cached per ledger row)."""
+    return _ROW_TERMS.get(a, r, _tables(workload, a.models))
+
+
+def fragmentation_deltas(
+    a: Arrays,
+    r: IntArray,
+    c: ContainerRequest,
+    fits: BoolArray,
+    cpu_milli: int,
+    workload: Workload,
+    terms: _Terms | None = None,
+) -> FloatArray:
+    """Growth of each node's expected fragmentation (milli-cards) if ``c`` takes each GPU.
+
+    Shape ``(len(r), width)``; ``inf`` where the GPU does not fit. For a multi-GPU container the
+    growth is that of taking ``c.count`` GPUs of the smallest fitting free share (exact for whole
+    cards), given to every fitting GPU of the node. Cards of a node equal in free share and in
+    the share the pod would leave them are scored once. ``terms``: ``node_terms(a, r,
+    workload)``, when the caller has them already.
+    """
+    t = _tables(workload, a.models)
+    k = c.count
+    if terms is None:
+        terms = _ROW_TERMS.get(a, r, t)
+    f, total, m1, c1, m2 = terms.f, terms.total, terms.m1, terms.c1, terms.m2
+    cpu, model, idx, frag = terms.cpu, terms.model, terms.idx, terms.frag
+    multi_before = terms.multi
+    n_rows, width = f.shape
+    mem_total = a.mem_total[r]
+    mem_free = mem_total - a.mem_used[r]
+    core_total = a.core_total[r]
+    core_free = core_total - a.core_used[r]
+    need = mem_total * c.memory_percent // 100 if not c.memory_mib else c.memory_mib
+    after = np.minimum(
+        (mem_free - need) * 1000 // np.maximum(mem_total, 1),
+        (core_free - c.cores) * 1000 // np.maximum(core_total, 1),
+    )
+    f1_all = np.where(a.tenants[r] + 1 >= a.split[r], 0, np.clip(after, 0, 1000))
+    levels = t.levels
+    prefix = t.prefix.ravel()
+    stride = len(levels) + 1
 
     # Candidates: per node, one fitting card per free share; for multi-GPU containers the
     # smallest fitting card per node.
     if k == 1:
-        # same[n, j, i]: card i fits and has card j's free share; the first such card stands
-        # for all of them (same node, same share: same growth).
-        same = (f[:, :, None] == f[:, None, :]) & fits[:, None, :]
+        # same[n, j, i]: card i fits and has card j's free share before and after; the first
+        # such card stands for all of them (same node, same shares: same growth).
+        same = (
+            (f[:, :, None] == f[:, None, :])
+            & (f1_all[:, :, None] == f1_all[:, None, :])
+            & fits[:, None, :]
+        )
         first = same.argmax(axis=2)
         flat = np.flatnonzero((fits & (first == np.arange(width))).ravel())
     else:

@@ -28,7 +28,7 @@ import io
 import random
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,13 @@ from kantaloupe.api.ids import DeviceUuid, NodeName, PodUid
 from kantaloupe.scheduling import fit, scoring
 from kantaloupe.scheduling.ledger import BoolArray, IntArray, Ledger
 from kantaloupe.scheduling.model import Device, Node, Placement
-from kantaloupe.scheduling.policy import DEFAULT_WORKLOAD, GpuPolicy, NodePolicy, Workload
+from kantaloupe.scheduling.policy import (
+    DEFAULT_WORKLOAD,
+    WORKLOAD_VOLUME_EXPONENT,
+    GpuPolicy,
+    NodePolicy,
+    Workload,
+)
 from kantaloupe.scheduling.requests import Constraints, ContainerRequest, PodRequest
 from kantaloupe.scheduling.scoring import FloatArray
 
@@ -91,23 +97,16 @@ class Trace:
     def capacity_milli(self) -> int:
         return self.gpu_count * MILLI
 
-    def workload(self, *, by_volume: bool = True) -> Workload:
+    def workload(self, *, volume_exponent: float = WORKLOAD_VOLUME_EXPONENT) -> Workload:
         """The trace's task mix, for fragmentation-aware policies.
 
-        Shapes are weighed by GPU volume (tasks × GPUs × share) unless ``by_volume`` is false
-        (then by task count, as the paper does): stranding a whole-card task costs a card,
-        stranding a 0.1-card task a tenth of one.
+        Each shape weighs tasks × (GPUs × share in cards) ** ``volume_exponent``: 0 counts
+        tasks, as the paper does; 1 weighs by GPU volume; the default
+        (``policy.WORKLOAD_VOLUME_EXPONENT``, -1.5) packs the trace best.
         """
         counts = Counter((t.num_gpu, t.gpu_milli, t.cpu_milli, t.gpu_spec) for t in self.tasks)
         workload = Workload.from_counts(dict(counts))
-        if not by_volume:
-            return workload
-        return Workload(
-            tuple(
-                replace(s, weight=s.weight * s.count * s.share_milli / MILLI)
-                for s in workload.shapes
-            )
-        )
+        return workload.reweighted(volume_exponent) if volume_exponent else workload
 
     def head(self, nodes: int, tasks: int) -> Trace:
         """The first ``nodes`` nodes and ``tasks`` tasks (for tests and quick looks)."""

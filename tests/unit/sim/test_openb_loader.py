@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from kantaloupe.api.errors import InvalidConfigError, InvalidScenarioError
+from kantaloupe.scheduling.policy import WORKLOAD_VOLUME_EXPONENT
 from kantaloupe.sim import openb
 from kantaloupe.sim.trace_command import TRACE_DIR_ENV, resolve_trace_dir
 
@@ -42,9 +43,23 @@ def test_a_good_trace_loads(tmp_path: Path) -> None:
 
 
 def test_the_workload_counts_shapes(tmp_path: Path) -> None:
-    shapes = openb.load_trace(write(tmp_path)).workload().shapes
+    trace = openb.load_trace(write(tmp_path))
+    shapes = trace.workload(volume_exponent=0.0).shapes
     assert len(shapes) == 5
     assert {(s.count, s.share_milli) for s in shapes} >= {(8, 1000), (1, 460), (0, 0)}
+    assert all(s.weight == 1.0 for s in shapes)  # one task of each
+
+
+def test_the_default_workload_weighs_tasks_over_their_gpu_volume(tmp_path: Path) -> None:
+    shapes = openb.load_trace(write(tmp_path)).workload().shapes
+    assert len(shapes) == 4  # the CPU-only shape is left out: it never changes a choice
+    weights = {(s.count, s.share_milli): s.weight for s in shapes}
+    x = WORKLOAD_VOLUME_EXPONENT
+    assert x < 0
+    assert weights[(8, 1000)] == pytest.approx(8.0**x)
+    assert weights[(1, 460)] == pytest.approx(0.46**x)
+    volume = openb.load_trace(write(tmp_path)).workload(volume_exponent=1.0).shapes
+    assert {(s.count, s.share_milli): s.weight for s in volume}[(8, 1000)] == pytest.approx(8.0)
 
 
 @pytest.mark.parametrize(
