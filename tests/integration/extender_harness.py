@@ -23,7 +23,7 @@ from kantaloupe.api.handoff import HandoffPhase, HandoffV1, decode_handoff, enco
 from kantaloupe.api.registration import DeviceV1, NodeDevicesV1, encode_registration
 from kantaloupe.kube import errors as kube_errors
 from kantaloupe.kube import objects
-from kantaloupe.kube.client import KubeClient, leases_path, pod_path, pods_path
+from kantaloupe.kube.client import KubeClient, leases_path, namespaces_path, pod_path, pods_path
 from kantaloupe.kube.election import micro_time
 from kantaloupe.kube.watching import Informer
 from kantaloupe.testing import ControlPlane, cluster
@@ -112,6 +112,21 @@ class SchedulerProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def start_scheduler(control_plane: ControlPlane, workdir: Path) -> SchedulerProcess:
+    """Create the agent namespace if missing, then start ``kantaloupe scheduler``."""
+
+    async def agent_namespace() -> None:
+        async with await KubeClient.connect(control_plane.admin_kubeconfig) as c:
+            body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": AGENT_NAMESPACE}}
+            with contextlib.suppress(kube_errors.AlreadyExistsError):
+                await c.create(namespaces_path(), body, objects.Namespace)
+
+    asyncio.run(agent_namespace())
+    proc = SchedulerProcess(control_plane, workdir)
+    proc.start()
+    return proc
 
 
 def registration(

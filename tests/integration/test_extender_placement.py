@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from extender_harness import (
-    AGENT_NAMESPACE,
     SchedulerProcess,
     allocation_of,
     gpu_node,
     gpu_pod,
     node_agent_double,
+    start_scheduler,
 )
 from kubernetes_asyncio import client as k8s
 
 from kantaloupe.api import keys
-from kantaloupe.kube import errors as kube_errors
-from kantaloupe.kube import objects
-from kantaloupe.kube.client import KubeClient, namespaces_path
+from kantaloupe.kube.client import KubeClient
 from kantaloupe.testing import ControlPlane, cluster
 
 pytestmark = pytest.mark.integration
@@ -29,17 +26,7 @@ pytestmark = pytest.mark.integration
 def scheduler(
     control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SchedulerProcess]:
-    import asyncio
-
-    async def agent_namespace() -> None:
-        async with await KubeClient.connect(control_plane.admin_kubeconfig) as c:
-            body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": AGENT_NAMESPACE}}
-            with contextlib.suppress(kube_errors.AlreadyExistsError):
-                await c.create(namespaces_path(), body, objects.Namespace)
-
-    asyncio.run(agent_namespace())
-    proc = SchedulerProcess(control_plane, tmp_path_factory.mktemp("extender"))
-    proc.start()
+    proc = start_scheduler(control_plane, tmp_path_factory.mktemp("extender"))
     yield proc
     assert proc.stop() == 0, proc.tail()
 
